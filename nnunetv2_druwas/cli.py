@@ -1,0 +1,58 @@
+"""The ``nnunetv2_druwas`` command: one entry point, one subcommand per concern.
+
+Each subcommand lives in its own module, which provides
+``add_arguments(parser)`` and ``run(args) -> int``; this file only lists them.
+Modules keep heavy imports (torch, nnU-Net) inside their functions.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nnunetv2_druwas.errors import DruwasError
+
+# (subcommand, module, one-line help)
+COMMANDS = [
+    ("synth", "nnunetv2_druwas.data.synth", "write a synthetic BraTS-like training release"),
+    ("convert-brats", "nnunetv2_druwas.data.convert", "convert a BraTS 2018/2019/2020 release to nnU-Net"),
+    ("export-brats", "nnunetv2_druwas.data.export", "turn nnU-Net predictions back into BraTS labels"),
+    ("evaluate", "nnunetv2_druwas.evaluation.evaluate", "BraTS-convention Dice and HD95 per case and region"),
+    ("env", "nnunetv2_druwas.env", "print the environment nnU-Net needs to find the DRUwAS trainers"),
+    ("trainers", "nnunetv2_druwas.variants", "list every DRUwAS trainer and what it trains"),
+    ("grid", "nnunetv2_druwas.grid", "the experiment grid as SLURM job arrays or a shell script"),
+    ("demo", "nnunetv2_druwas.demo", "run the whole harness end to end on synthetic data (CPU)"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nnunetv2_druwas", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            # a subcommand not built yet is left out; a missing dependency is a real error
+            if not module_name.startswith(e.name or "?"):
+                raise
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except DruwasError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The one table of the 3D-DRUwAS ablation family (the rows of the paper's Table 4).
+
+Everything that needs to know the variants (network construction, trainers,
+analysis, the demo, the experiment grid) reads :data:`VARIANTS` and nothing
+else restates it.
+
+Each variant is the same network class (:class:`nnunetv2_druwas.network.DRUwASUNet`)
+with three switches and an activation. The Swish row is the full network with
+SiLU, trained as a continuation of the ReLU run (``continues`` names the key of
+the variant whose final weights it starts from).
+
+Every variant exists under two training recipes: the paper's (Adam, lr 5e-4,
+ReduceLROnPlateau, 100 epochs; 60 for the Swish continuation) and nnU-Net's
+default (SGD, poly schedule, 1000 epochs). The paper's recipe has the plain
+trainer name; nnU-Net's default recipe appends :data:`NNUNET_RECIPE_SUFFIX`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str               # short id used in tables, plots and file names
+    table4_row: int        # row of the paper's Table 4 (1-7)
+    label: str             # the row's name as the paper prints it (cleaned up)
+    trainer: str           # nnU-Net trainer class name under the paper's recipe
+    residual: bool
+    attention_gate: bool
+    spatial_attention: bool
+    nonlin: str = "relu"   # one of network.NONLINEARITIES
+    continues: str | None = None  # key of the variant whose final weights this one starts from
+
+    @property
+    def network_kwargs(self) -> dict:
+        """The switches as keyword arguments of :class:`DRUwASUNet`."""
+        return dict(residual=self.residual, attention_gate=self.attention_gate,
+                    spatial_attention=self.spatial_attention, nonlin=self.nonlin)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("baseline", 1, "3D U-Net (baseline)", "nnUNetTrainerDRUwAS_Baseline", False, False, False),
+    Variant("sa", 2, "Baseline + spatial attention", "nnUNetTrainerDRUwAS_SA", False, False, True),
+    Variant("ag", 3, "Baseline + attention gate", "nnUNetTrainerDRUwAS_AG", False, True, False),
+    Variant("saag", 4, "Baseline + spatial attention and attention gate", "nnUNetTrainerDRUwAS_SAAG",
+            False, True, True),
+    Variant("res", 5, "Baseline + ResNet (residual blocks)", "nnUNetTrainerDRUwAS_Res", True, False, False),
+    Variant("full", 6, "Proposed method (ReLU)", "nnUNetTrainerDRUwAS", True, True, True),
+    Variant("swish", 7, "Proposed method (ReLU + Swish)", "nnUNetTrainerDRUwASSwish", True, True, True,
+            nonlin="swish", continues="full"),
+)
+
+# Appended to a trainer name for the same architecture under nnU-Net's default recipe.
+NNUNET_RECIPE_SUFFIX = "_nnUNetRecipe"
+RECIPES = ("paper", "nnunet")
+
+
+def trainer_name(variant: Variant, recipe: str = "paper") -> str:
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+    return variant.trainer + (NNUNET_RECIPE_SUFFIX if recipe == "nnunet" else "")
+
+
+def all_trainers() -> dict[str, tuple[Variant, str]]:
+    """Every trainer name -> (variant, recipe), paper's recipe first."""
+    return {trainer_name(v, r): (v, r) for r in RECIPES for v in VARIANTS}
+
+
+def variant_by_key(key: str) -> Variant:
+    for v in VARIANTS:
+        if v.key == key:
+            return v
+    raise KeyError(f"unknown variant {key!r}; known: {', '.join(v.key for v in VARIANTS)}")
+
+
+def lookup_trainer(name: str) -> tuple[Variant, str] | None:
+    """(variant, recipe) of a DRUwAS trainer name, or None for any other trainer."""
+    return all_trainers().get(name)
+
+
+# --- the `nnunetv2_druwas trainers` subcommand ------------------------------------------
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--names-only", action="store_true", help="print trainer names only, one per line")
+
+
+def run(args) -> int:
+    for name, (v, recipe) in all_trainers().items():
+        if args.names_only:
+            print(name)
+            continue
+        switches = ", ".join(s for s, on in (("residual", v.residual), ("attention gate", v.attention_gate),
+                                             ("spatial attention", v.spatial_attention)) if on) or "none"
+        extra = f"; continues {trainer_name(variant_by_key(v.continues), recipe)}" if v.continues else ""
+        print(f"{name:<48} Table 4 row {v.table4_row}: {v.label} [{recipe} recipe; {v.nonlin}; "
+              f"switches: {switches}{extra}]")
+    return 0

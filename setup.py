@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="nnunetv2-druwas",
+    version="0.1.0",
+    description="3D-DRUwAS and its ablation family as nnU-Net v2 trainers, with BraTS "
+    "conversion, BraTS-convention evaluation and the paper's tables",
+    python_requires=">=3.10",
+    packages=find_packages(include=["nnunetv2_druwas", "nnunetv2_druwas.*", "analysis", "analysis.*"]),
+    # trainers/ is not a package: nnU-Net imports its modules through nnUNet_extTrainer,
+    # so it ships as data beside the library (see `nnunetv2_druwas env`).
+    include_package_data=True,
+    install_requires=[
+        "nnunetv2>=2.5",
+        "torch",
+        "dynamic-network-architectures",
+        "nibabel",
+        "numpy",
+        "scipy",
+        "pandas",
+        "seaborn",
+        "matplotlib",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest", "medpy", "monai", "hypothesis"],
+    },
+    entry_points={"console_scripts": ["nnunetv2_druwas = nnunetv2_druwas.cli:main"]},
+)

@@ -1,0 +1,116 @@
+"""Shared fixtures: isolated nnU-Net folders and a tiny preprocessed BraTS-like dataset.
+
+Every test that touches nnU-Net gets its own ``nnUNet_raw``/``nnUNet_preprocessed``/
+``nnUNet_results`` under pytest's temporary folder; nothing reads or writes the user's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINERS = REPO / "trainers"
+TINY_ID = 990
+
+
+def nnunet_environment(root: Path) -> dict[str, str]:
+    """The environment for nnU-Net commands, with every folder inside ``root``."""
+    env = dict(os.environ)
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        env[name] = str(root / name)
+    env.update(
+        nnUNet_extTrainer=str(TRAINERS),
+        nnUNet_def_n_proc="2",
+        nnUNet_n_proc_DA="2",
+        nnUNet_compile="false",
+        OMP_NUM_THREADS="2",
+        PYTHONWARNINGS="ignore",
+    )
+    return env
+
+
+def run_command(cmd: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a real command; on failure show its output in the assertion message."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (
+        f"{' '.join(map(str, cmd))} failed ({proc.returncode})\n--- stdout\n{proc.stdout[-6000:]}"
+        f"\n--- stderr\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture
+def nnunet_env(tmp_path, monkeypatch) -> dict[str, str]:
+    """Fresh, empty nnU-Net folders for one test, also set in this process's environment."""
+    env = nnunet_environment(tmp_path / "nnunet")
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer",
+              "nnUNet_def_n_proc", "nnUNet_n_proc_DA"):
+        monkeypatch.setenv(k, env[k])
+    return env
+
+
+def write_tiny_raw_dataset(raw: Path, dataset_id: int = TINY_ID, n_cases: int = 6, size: int = 48,
+                           seed: int = 0) -> Path:
+    """A minimal region-based BraTS-like dataset in nnU-Net's raw format (labels 0-3)."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    folder = raw / f"Dataset{dataset_id:03d}_Tiny"
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), -1).astype(np.float32)
+    for i in range(n_cases):
+        center = rng.uniform(size * 0.35, size * 0.65, 3)
+        r = np.linalg.norm(grid - center, axis=-1)
+        radius = rng.uniform(6, 10)
+        seg = np.zeros((size,) * 3, np.uint8)
+        seg[r < radius * 1.6] = 1          # edema
+        seg[r < radius] = 3                # enhancing rim
+        seg[r < radius * 0.6] = 2          # necrotic core
+        case = f"TINY_{i:03d}"
+        affine = np.diag([1.0, 1.0, 1.0, 1.0])
+        for c, contrast in enumerate(([0, 1.0, 0.6, 1.5], [0, 1.0, 2.0, 0.5], [0, 2.0, 1.0, 1.5],
+                                      [0, 2.0, 1.0, 2.0])):
+            img = np.asarray(contrast, np.float32)[seg] + rng.normal(0, 0.2, seg.shape).astype(np.float32)
+            nib.save(nib.Nifti1Image(img, affine), folder / "imagesTr" / f"{case}_{c:04d}.nii.gz")
+        nib.save(nib.Nifti1Image(seg, affine), folder / "labelsTr" / f"{case}.nii.gz")
+    dataset_json = {
+        "channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"},
+        "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": 3},
+        "regions_class_order": [1, 2, 3],
+        "numTraining": n_cases,
+        "file_ending": ".nii.gz",
+    }
+    (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_preprocessed(tmp_path_factory) -> dict[str, str]:
+    """A tiny dataset (id 990), planned and preprocessed by nnU-Net for real (2d and 3d_fullres).
+
+    Returns the environment to run nnU-Net commands with. Tests that train should point
+    ``nnUNet_results`` at their own folder (see :func:`results_env`).
+    """
+    root = tmp_path_factory.mktemp("tiny")
+    env = nnunet_environment(root)
+    write_tiny_raw_dataset(Path(env["nnUNet_raw"]))
+    run_command(["nnUNetv2_plan_and_preprocess", "-d", str(TINY_ID), "-c", "2d", "3d_fullres",
+                 "-np", "2", "2", "-npfp", "2", "--verify_dataset_integrity"], env)
+    return env
+
+
+def results_env(base_env: dict[str, str], folder: Path, **extra: str) -> dict[str, str]:
+    """``base_env`` with its own results folder (and extra variables, e.g. DRUWAS_EPOCHS)."""
+    env = dict(base_env)
+    folder.mkdir(parents=True, exist_ok=True)
+    env["nnUNet_results"] = str(folder)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
