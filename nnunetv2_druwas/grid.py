@@ -1,0 +1,712 @@
+"""The experiment grid: every training run of the paper, as SLURM job arrays or one shell script.
+
+The paper's Tables 1-4 need, for each dataset (BraTS 2018/2019/2020), each configuration and each
+DRUwAS variant (:data:`nnunetv2_druwas.variants.VARIANTS`), the five folds of nnU-Net's
+cross-validation. ``nnunetv2_druwas grid`` turns such a selection into job scripts:
+
+- one SLURM **job array** per dataset x configuration x trainer, one array task per fold (the array
+  index *is* the fold), each task running ``nnUNetv2_train D C $SLURM_ARRAY_TASK_ID -tr T -p P``;
+- the Swish continuation (variant ``swish``, which starts from the final ReLU weights of variant
+  ``full``) as its own array with ``--dependency=aftercorr:<full array>``: Swish fold k starts as
+  soon as ReLU fold k has finished successfully, without waiting for the other folds. A fold that
+  is not in the ReLU array (already trained) satisfies the dependency at once;
+- one last job, ``python -m analysis.tables``, with ``--dependency=afterok`` on every array.
+
+Every job carries ``--kill-on-invalid-dep=yes``, so a failed training cancels what waits for it
+instead of leaving it pending forever.
+
+Runs that are done (``checkpoint_final.pth`` and the trainer's ``brats_metrics.csv`` in the fold
+folder) are left out when the scripts are written, and each job checks again when it starts (the
+results may have changed in between): a finished fold exits at once, a fold with a checkpoint
+continues with ``--c`` (from ``checkpoint_latest.pth``, or it redoes only the final validation
+when ``checkpoint_final.pth`` is there without the metrics), any other fold trains from scratch.
+
+``--format shell`` writes the same job scripts plus ``run_all.sh``, which runs them one after
+another in dependency order on a single machine. ``--submit`` hands the arrays to ``sbatch`` in
+dependency order and records the job ids in ``submitted.json``; ``--status`` reports every run as
+done / running / queued / incomplete / missing; ``--estimate`` prints the GPU-hours of a grid.
+
+Output folder layout::
+
+    OUT/grid.json        the selection (so --status --out OUT needs nothing else)
+    OUT/jobs/*.sh        one script per job (SLURM header + bash body)
+    OUT/run_all.sh       --format shell only
+    OUT/logs/            job output, one file per job (and fold)
+    OUT/tables/          what python -m analysis.tables writes
+    OUT/submitted.json   job ids, after --submit
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.variants import RECIPES, VARIANTS, all_trainers, lookup_trainer, trainer_name, variant_by_key
+
+# Variables that the jobs need and get as `export` lines (when set here); the three data folders
+# are required, nnUNet_extTrainer always names the DRUwAS trainers.
+DATA_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+OPTIONAL_VARIABLES = ("nnUNet_def_n_proc", "nnUNet_n_proc_DA", "nnUNet_compile", "nnUNet_keep_files_open",
+                      "DRUWAS_EPOCHS", "DRUWAS_ITERS", "OMP_NUM_THREADS")
+DONE_FILES = ("checkpoint_final.pth", "brats_metrics.csv")
+TABLES_JOB = "tables"
+LOG_MARK = "[druwas-grid]"  # prefix of the start / end lines every job writes to its log
+
+
+# --- what to run -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Run:
+    """One ``nnUNetv2_train`` call: a fold of a trainer on a dataset and configuration."""
+    dataset: str          # nnU-Net dataset folder name, e.g. Dataset500_BraTS2020
+    configuration: str
+    trainer: str
+    plans: str
+    fold: int
+
+    @property
+    def dataset_id(self) -> int:
+        return int(self.dataset[7:10])
+
+    @property
+    def array_name(self) -> str:
+        """The name of the job array this run belongs to (also its script's file stem)."""
+        return array_name(self.dataset, self.trainer, self.plans, self.configuration)
+
+    def fold_dir(self, results: Path) -> Path:
+        return Path(results) / self.dataset / f"{self.trainer}__{self.plans}__{self.configuration}" / \
+            f"fold_{self.fold}"
+
+
+def array_name(dataset: str, trainer: str, plans: str, configuration: str) -> str:
+    return f"{dataset}__{trainer}__{plans}__{configuration}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The grid a user asked for: every combination of these is one run."""
+    datasets: tuple[str, ...]        # dataset folder names
+    configurations: tuple[str, ...]
+    folds: tuple[int, ...]
+    trainers: tuple[str, ...]        # trainer class names, continued trainers after what they continue
+    plans: str = "nnUNetPlans"
+
+    def runs(self) -> list[Run]:
+        return [Run(d, c, t, self.plans, f) for d in self.datasets for c in self.configurations
+                for t in self.trainers for f in self.folds]
+
+
+def select_trainers(requested: Sequence[str], recipe: str = "paper") -> tuple[str, ...]:
+    """Trainer names for ``--trainers``: names, variant keys or ``all``, in the variant table's order.
+
+    Args:
+        requested: DRUwAS trainer class names (e.g. ``nnUNetTrainerDRUwAS_SA``), variant keys
+            (``baseline``, ``sa``, ..., ``swish``) or ``all`` (every variant).
+        recipe: for keys and ``all``: ``paper``, ``nnunet`` or ``both`` training recipes.
+            Explicit trainer names carry their recipe in the name and ignore this.
+
+    Raises:
+        DruwasError: for a name that is neither a DRUwAS trainer nor a variant key.
+    """
+    recipes = RECIPES if recipe == "both" else (recipe,)
+    if recipe != "both" and recipe not in RECIPES:
+        raise DruwasError(f"unknown recipe {recipe!r}; choose paper, nnunet or both")
+    chosen: set[str] = set()
+    for item in requested:
+        if item == "all":
+            chosen.update(trainer_name(v, r) for v in VARIANTS for r in recipes)
+        elif lookup_trainer(item) is not None:
+            chosen.add(item)
+        elif item in {v.key for v in VARIANTS}:
+            chosen.update(trainer_name(variant_by_key(item), r) for r in recipes)
+        else:
+            raise DruwasError(f"unknown trainer {item!r}: give a DRUwAS trainer name "
+                              f"(see `nnunetv2_druwas trainers`), a variant key "
+                              f"({', '.join(v.key for v in VARIANTS)}) or 'all'")
+    # the table's order puts every variant after the one it continues (swish after full)
+    return tuple(name for name in all_trainers() if name in chosen)
+
+
+def continued_trainer(trainer: str) -> str | None:
+    """The trainer whose final weights ``trainer`` starts from (Swish -> ReLU full model), or None."""
+    variant, recipe = lookup_trainer(trainer)
+    return trainer_name(variant_by_key(variant.continues), recipe) if variant.continues else None
+
+
+def dataset_name(dataset: str | int, environ: dict[str, str] | None = None) -> str:
+    """nnU-Net's folder name of a dataset id (``500`` -> ``Dataset500_BraTS2020``), found the way
+    nnU-Net finds it: in ``nnUNet_preprocessed``, ``nnUNet_raw`` and ``nnUNet_results``.
+
+    Args:
+        dataset: an id (``500``, ``"500"``) or a full name (``Dataset500_BraTS2020``, returned as is).
+        environ: the environment holding the nnU-Net folders; None reads this process's.
+    """
+    text = str(dataset)
+    if text.startswith("Dataset"):
+        return text
+    if not text.isdigit():
+        raise DruwasError(f"dataset {text!r} is neither an id (500) nor a name (Dataset500_BraTS2020)")
+    environ = dict(os.environ) if environ is None else environ
+    prefix = f"Dataset{int(text):03d}_"
+    found = sorted({p.name for var in ("nnUNet_preprocessed", "nnUNet_raw", "nnUNet_results")
+                    if environ.get(var) and Path(environ[var]).is_dir()
+                    for p in Path(environ[var]).iterdir() if p.is_dir() and p.name.startswith(prefix)})
+    if len(found) != 1:
+        where = ", ".join(f"{v}={environ.get(v, '(not set)')}" for v in DATA_VARIABLES)
+        what = "no dataset" if not found else f"several datasets ({', '.join(found)})"
+        raise DruwasError(f"{what} with id {text} in the nnU-Net folders ({where}); convert and "
+                          f"preprocess it first (nnunetv2_druwas convert-brats, nnUNetv2_plan_and_preprocess)")
+    return found[0]
+
+
+def fold_state(fold_dir: Path) -> str:
+    """``done`` (final checkpoint and BraTS metrics), ``partial`` (some checkpoint) or ``none``."""
+    if all((fold_dir / name).is_file() for name in DONE_FILES):
+        return "done"
+    if (fold_dir / "checkpoint_latest.pth").is_file() or (fold_dir / "checkpoint_final.pth").is_file():
+        return "partial"
+    return "none"
+
+
+# --- the jobs --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    """One SLURM submission (an array over folds, or a single job) and the bash it runs."""
+    name: str                                   # job name and script file stem
+    body: tuple[str, ...]                       # bash lines; in an array job "$fold" is the fold
+    folds: tuple[int, ...] = ()                 # array indices (= folds); () for a single job
+    dependencies: tuple[tuple[str, str], ...] = ()  # (SLURM dependency type, name of a job in the grid)
+    gpu: bool = False                           # whether it asks for --gpus-per-task
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How the jobs run: resources asked from SLURM and the training device.
+
+    Args:
+        device: ``-device`` of ``nnUNetv2_train`` (``cuda`` or ``cpu``).
+        partition, time, mem, account, cpus_per_task: the ``#SBATCH`` options of the same name
+            (None leaves the cluster's default).
+        gpus_per_task: GPUs per training task (``cuda`` only; 0 asks for none).
+        sbatch_extra: further ``#SBATCH ...`` lines, verbatim, in every job.
+        tables_args: extra arguments of ``python -m analysis.tables`` (e.g. ``--no-plots``).
+    """
+    device: str = "cuda"
+    partition: str | None = None
+    time: str | None = None
+    mem: str | None = None
+    account: str | None = None
+    cpus_per_task: int | None = None
+    gpus_per_task: int = 1
+    sbatch_extra: tuple[str, ...] = ()
+    tables_args: tuple[str, ...] = ()
+
+
+def _executable(name: str) -> str:
+    """An entry point of this Python environment (beside ``sys.executable``), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise DruwasError(f"{name} is not installed beside {sys.executable} nor on PATH; install nnunetv2")
+    return found
+
+
+def _train_body(dataset: str, configuration: str, trainer: str, plans: str, device: str) -> tuple[str, ...]:
+    """The bash that trains one fold, deciding at run time between skip, resume and a fresh start."""
+    fold_dir = f'"$nnUNet_results"/{shlex.quote(dataset)}/{shlex.quote(f"{trainer}__{plans}__{configuration}")}' \
+               f'/"fold_$fold"'
+    train = " ".join(shlex.quote(a) for a in (_executable("nnUNetv2_train"), dataset, configuration))
+    train += f' "$fold" -tr {shlex.quote(trainer)} -p {shlex.quote(plans)} -device {shlex.quote(device)}'
+    return (
+        f"fold_dir={fold_dir}",
+        f'if [[ -f "$fold_dir/{DONE_FILES[0]}" && -f "$fold_dir/{DONE_FILES[1]}" ]]; then',
+        '    echo "fold $fold is already done: $fold_dir"',
+        "else",
+        "    resume=()  # --c continues from checkpoint_latest (or only redoes the final validation)",
+        '    if [[ -f "$fold_dir/checkpoint_latest.pth" || -f "$fold_dir/checkpoint_final.pth" ]]; then resume=(--c); fi',
+        f'    command=({train} "${{resume[@]}}")',
+        '    echo "running: ${command[*]}"',
+        '    "${command[@]}"',
+        "fi",
+    )
+
+
+def plan_jobs(selection: Selection, out: Path, settings: JobSettings = JobSettings(),
+              environ: dict[str, str] | None = None) -> list[Job]:
+    """The jobs of a grid, in dependency order, leaving out folds that are already done.
+
+    Args:
+        selection: datasets, configurations, folds, trainers and plans of the grid.
+        out: the grid's output folder (the tables job writes to ``out/tables``).
+        settings: the training device and the extra arguments of the tables job.
+        environ: the environment holding ``nnUNet_results``; None reads this process's.
+
+    Raises:
+        DruwasError: when a continuation (Swish) needs a fold of a trainer that is neither done
+            nor part of the grid.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    results = Path(_required(environ, "nnUNet_results"))
+    jobs: list[Job] = []
+    for dataset in selection.datasets:
+        for configuration in selection.configurations:
+            for trainer in selection.trainers:
+                todo = tuple(f for f in selection.folds
+                             if fold_state(Run(dataset, configuration, trainer, selection.plans, f)
+                                           .fold_dir(results)) != "done")
+                if not todo:
+                    continue
+                dependencies: tuple[tuple[str, str], ...] = ()
+                parent = continued_trainer(trainer)
+                if parent is not None:
+                    _check_continuation(selection, dataset, configuration, trainer, parent, todo, results)
+                    parent_name = array_name(dataset, parent, selection.plans, configuration)
+                    if any(job.name == parent_name for job in jobs):
+                        dependencies = (("aftercorr", parent_name),)
+                jobs.append(Job(array_name(dataset, trainer, selection.plans, configuration),
+                                _train_body(dataset, configuration, trainer, selection.plans, settings.device),
+                                folds=todo, dependencies=dependencies, gpu=settings.device == "cuda"))
+    tables = [shlex.quote(sys.executable), "-m", "analysis.tables", "--results", '"$nnUNet_results"',
+              "--out", shlex.quote(str(Path(out).resolve() / "tables")),
+              *(shlex.quote(a) for a in settings.tables_args)]
+    jobs.append(Job(TABLES_JOB, (" ".join(tables),), dependencies=tuple(("afterok", j.name) for j in jobs)))
+    return jobs
+
+
+def _check_continuation(selection: Selection, dataset: str, configuration: str, trainer: str, parent: str,
+                        folds: Iterable[int], results: Path) -> None:
+    if parent in selection.trainers:
+        return
+    for fold in folds:
+        run = Run(dataset, configuration, parent, selection.plans, fold)
+        if not (run.fold_dir(results) / "checkpoint_final.pth").is_file():
+            raise DruwasError(
+                f"{trainer} fold {fold} of {dataset} ({configuration}) continues {parent}, whose fold {fold} "
+                f"has no checkpoint_final.pth in {run.fold_dir(results)} and is not in the grid: "
+                f"add {parent} to --trainers")
+
+
+def _required(environ: dict[str, str], name: str) -> str:
+    value = environ.get(name)
+    if not value:
+        raise DruwasError(f"{name} is not set: export {name}=/path/to/{name} (nnU-Net and the jobs need it)")
+    return str(Path(value).resolve())
+
+
+def environment_exports(environ: dict[str, str] | None = None) -> list[str]:
+    """The ``export`` lines every job starts with: nnU-Net's folders (absolute), the DRUwAS
+    trainer folder in ``nnUNet_extTrainer``, and the optional variables that are set here
+    (:data:`OPTIONAL_VARIABLES`: process counts, ``DRUWAS_EPOCHS``/``DRUWAS_ITERS``, ...).
+
+    Args:
+        environ: the environment to carry; None reads this process's.
+    """
+    from nnunetv2_druwas.env import ext_trainer_value
+
+    environ = dict(os.environ) if environ is None else environ
+    values = {name: _required(environ, name) for name in DATA_VARIABLES}
+    values["nnUNet_extTrainer"] = ext_trainer_value(environ.get("nnUNet_extTrainer"))
+    values.update({name: environ[name] for name in OPTIONAL_VARIABLES if environ.get(name)})
+    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+def array_spec(folds: Sequence[int]) -> str:
+    """SLURM's ``--array`` value for these indices: ``0-4``, ``0,2-3``."""
+    parts: list[str] = []
+    ordered = sorted(set(folds))
+    start = prev = ordered[0]
+    for f in ordered[1:] + [None]:
+        if f is not None and f == prev + 1:
+            prev = f
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if f is not None:
+            start = prev = f
+    return ",".join(parts)
+
+
+def sbatch_header(job: Job, out: Path, settings: JobSettings) -> list[str]:
+    """The ``#SBATCH`` lines of one job (dependencies are given to sbatch when submitting)."""
+    logs = Path(out).resolve() / "logs"
+    lines = [f"#SBATCH --job-name={job.name}"]
+    if job.folds:
+        lines += [f"#SBATCH --array={array_spec(job.folds)}", f"#SBATCH --output={logs}/%x__fold%a__%A.log"]
+    else:
+        lines.append(f"#SBATCH --output={logs}/%x__%j.log")
+    for option, value in (("partition", settings.partition), ("time", settings.time), ("mem", settings.mem),
+                          ("account", settings.account), ("cpus-per-task", settings.cpus_per_task)):
+        if value is not None:
+            lines.append(f"#SBATCH --{option}={value}")
+    if job.gpu and settings.gpus_per_task > 0:
+        lines.append(f"#SBATCH --gpus-per-task={settings.gpus_per_task}")
+    lines.append("#SBATCH --kill-on-invalid-dep=yes")
+    for extra in settings.sbatch_extra:
+        if not extra.startswith("#SBATCH "):
+            raise DruwasError(f"--sbatch-extra {extra!r} must be a whole line starting with '#SBATCH '")
+        lines.append(extra)
+    return lines
+
+
+def render_job(job: Job, exports: Sequence[str], out: Path, settings: JobSettings, *, slurm: bool = True) -> str:
+    """The script of one job: bash, runnable by ``sbatch`` (array task = fold) or by hand
+    (``bash script.sh FOLD``).
+
+    Args:
+        job: the job.
+        exports: the ``export`` lines (:func:`environment_exports`).
+        out: the grid's output folder (for the log paths).
+        settings: the SLURM resources.
+        slurm: whether to write the ``#SBATCH`` header.
+    """
+    lines = ["#!/usr/bin/env bash"]
+    if slurm:
+        lines += sbatch_header(job, out, settings)
+    lines += [f"# written by `nnunetv2_druwas grid`; {_job_comment(job)}", "set -euo pipefail", *exports]
+    if job.folds:
+        lines.append('fold="${1:-${SLURM_ARRAY_TASK_ID:?run as a SLURM array task or give the fold: bash $0 FOLD}}"')
+        what = f"{job.name} fold $fold"
+    else:
+        what = job.name
+    lines.append(f'echo "{LOG_MARK} start {what} $(date +%s.%N) on $(hostname)"')
+    lines += job.body
+    lines.append(f'echo "{LOG_MARK} end {what} $(date +%s.%N)"')
+    return "\n".join(lines) + "\n"
+
+
+def _job_comment(job: Job) -> str:
+    deps = ", ".join(f"{kind} {name}" for kind, name in job.dependencies) or "nothing"
+    return (f"folds {array_spec(job.folds)}" if job.folds else "single job") + f"; waits for: {deps}"
+
+
+def render_run_all(jobs: Sequence[Job], out: Path) -> str:
+    """``run_all.sh``: every job, fold by fold, one after another in dependency order (no SLURM)."""
+    out = Path(out).resolve()
+    lines = ["#!/usr/bin/env bash", "# written by `nnunetv2_druwas grid --format shell`: the whole grid on this "
+             "machine, in dependency order; each job's output also goes to logs/", "set -euo pipefail",
+             f"mkdir -p {shlex.quote(str(out / 'logs'))}"]
+    for job in jobs:
+        script = shlex.quote(str(out / "jobs" / f"{job.name}.sh"))
+        for fold in job.folds or (None,):
+            arg, suffix = ("", "") if fold is None else (f" {fold}", f"__fold{fold}")
+            log = shlex.quote(str(out / "logs" / f"{job.name}{suffix}.log"))
+            lines.append(f"bash {script}{arg} 2>&1 | tee {log}")
+    return "\n".join(lines) + "\n"
+
+
+# --- writing, submitting ---------------------------------------------------------------------
+
+def write_grid(selection: Selection, out: Path, settings: JobSettings = JobSettings(), *, fmt: str = "slurm",
+               overwrite: bool = False, environ: dict[str, str] | None = None) -> list[Job]:
+    """Write the grid's scripts into ``out`` (see the module docstring for the layout).
+
+    Args:
+        selection: what to run.
+        out: the output folder (created).
+        settings: resources and device of the jobs.
+        fmt: ``slurm`` (job scripts for sbatch) or ``shell`` (the same scripts without the SLURM
+            header, plus ``run_all.sh``).
+        overwrite: replace a folder whose grid was already submitted (it has ``submitted.json``).
+        environ: the environment to carry into the jobs; None reads this process's.
+
+    Returns:
+        The jobs, in dependency order.
+
+    Raises:
+        DruwasError: when ``out`` holds a submitted grid and ``overwrite`` is false, or for the
+            errors of :func:`plan_jobs` and :func:`environment_exports`.
+    """
+    if fmt not in ("slurm", "shell"):
+        raise DruwasError(f"unknown --format {fmt!r}; choose slurm or shell")
+    out = Path(out).resolve()
+    if (out / "submitted.json").exists() and not overwrite:
+        raise DruwasError(f"{out} holds a grid that was already submitted ({out / 'submitted.json'}); "
+                          f"choose another --out, or pass --overwrite to replace its scripts")
+    exports = environment_exports(environ)
+    jobs = plan_jobs(selection, out, settings, environ)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / ".jobs.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for job in jobs:
+        script = staging / f"{job.name}.sh"
+        script.write_text(render_job(job, exports, out, settings, slurm=fmt == "slurm"))
+        script.chmod(0o755)
+    shutil.rmtree(out / "jobs", ignore_errors=True)
+    staging.rename(out / "jobs")
+    (out / "logs").mkdir(exist_ok=True)
+    (out / "submitted.json").unlink(missing_ok=True)
+    run_all = out / "run_all.sh"
+    if fmt == "shell":
+        run_all.write_text(render_run_all(jobs, out))
+        run_all.chmod(0o755)
+    else:
+        run_all.unlink(missing_ok=True)
+    (out / "grid.json").write_text(json.dumps({"selection": asdict(selection), "format": fmt,
+                                               "settings": asdict(settings),
+                                               "jobs": {j.name: list(j.folds) for j in jobs}}, indent=2))
+    return jobs
+
+
+def submit(jobs: Sequence[Job], out: Path) -> dict[str, str]:
+    """Submit the written jobs with ``sbatch --parsable``, in order, each with the real ids of
+    the jobs it depends on; record them in ``out/submitted.json`` (also when a submission fails).
+
+    Returns:
+        Job name -> SLURM job id.
+
+    Raises:
+        DruwasError: when ``sbatch`` is missing or refuses a job (the message names the script and
+            the ids already submitted, which keep running).
+    """
+    if shutil.which("sbatch") is None:
+        raise DruwasError("sbatch is not on PATH: submit from a SLURM login node, or use --format shell")
+    out = Path(out).resolve()
+    ids: dict[str, str] = {}
+    try:
+        for job in jobs:
+            script = out / "jobs" / f"{job.name}.sh"
+            cmd = ["sbatch", "--parsable"]
+            dependency = _dependency_option(job, ids)
+            if dependency:
+                cmd.append(f"--dependency={dependency}")
+            proc = subprocess.run([*cmd, str(script)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise DruwasError(f"sbatch refused {script}: {proc.stderr.strip() or proc.stdout.strip()}; "
+                                  f"already submitted: {ids or 'nothing'}")
+            ids[job.name] = proc.stdout.strip().split(";")[0]
+    finally:
+        if ids:
+            record = {"submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                      "jobs": {name: {"id": ids[name], "folds": list(job.folds)}
+                               for job in jobs for name in [job.name] if name in ids}}
+            (out / "submitted.json").write_text(json.dumps(record, indent=2))
+    return ids
+
+
+def _dependency_option(job: Job, ids: dict[str, str]) -> str:
+    """``aftercorr:12,afterok:13:14`` from a job's dependencies (all of them must hold)."""
+    by_kind: dict[str, list[str]] = {}
+    for kind, name in job.dependencies:
+        by_kind.setdefault(kind, []).append(ids[name])
+    return ",".join(f"{kind}:{':'.join(found)}" for kind, found in by_kind.items())
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def queue_states() -> dict[tuple[str, str], str] | None:
+    """(array job id, task id) -> SLURM state for every job in ``squeue``; task id ``N/A`` for a
+    single job. None when ``squeue`` is missing or does not answer."""
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        proc = subprocess.run(["squeue", "-h", "-r", "-o", "%F|%K|%T"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return None
+    if proc.returncode != 0:
+        return None
+    states = {}
+    for line in proc.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            states[(parts[0], parts[1])] = parts[2]
+    return states
+
+
+def grid_status(selection: Selection, out: Path | None = None, environ: dict[str, str] | None = None,
+                queue: dict[tuple[str, str], str] | None = None) -> list[dict]:
+    """The state of every run of a grid, from the results folder and the SLURM queue.
+
+    ``done``: checkpoint_final.pth and brats_metrics.csv; ``running`` / ``queued``: its array task
+    is in ``squeue`` (running or pending); ``incomplete``: a checkpoint but no job working on it
+    (stopped, failed or killed: submitting the grid again resumes it); ``missing``: nothing yet.
+
+    Args:
+        selection: the grid.
+        out: the grid's folder; its ``submitted.json`` links runs to SLURM job ids.
+        environ: the environment holding ``nnUNet_results``; None reads this process's.
+        queue: :func:`queue_states` (None asks ``squeue``; ``{}`` means an empty queue).
+
+    Returns:
+        One dict per run: dataset, configuration, trainer, fold, state, job_id.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    results = Path(_required(environ, "nnUNet_results"))
+    queue = queue_states() if queue is None else queue
+    submitted = {}
+    if out is not None and (Path(out) / "submitted.json").is_file():
+        submitted = json.loads((Path(out) / "submitted.json").read_text())["jobs"]
+    rows = []
+    for run in selection.runs():
+        job_id = submitted.get(run.array_name, {}).get("id", "")
+        in_queue = (queue or {}).get((job_id, str(run.fold))) if job_id else None
+        on_disk = fold_state(run.fold_dir(results))
+        if on_disk == "done":
+            state = "done"
+        elif in_queue is not None:
+            state = "queued" if in_queue == "PENDING" else "running"
+        else:
+            state = "incomplete" if on_disk == "partial" else "missing"
+        rows.append(dict(dataset=run.dataset, configuration=run.configuration, trainer=run.trainer,
+                         fold=run.fold, state=state, job_id=f"{job_id}_{run.fold}" if job_id else ""))
+    return rows
+
+
+def format_status(rows: Sequence[dict]) -> str:
+    """A fixed-width table of :func:`grid_status` rows, with a count per state at the end."""
+    columns = ("dataset", "configuration", "trainer", "fold", "state", "job_id")
+    widths = {c: max([len(c), *(len(str(r[c])) for r in rows)]) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    lines.append(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+# --- cost --------------------------------------------------------------------------------------
+
+def gpu_hours(epoch_seconds: float, *, datasets: int = 3, folds: int = 5, recipes: Sequence[str] = ("paper",),
+              epochs: dict[str, int] | None = None) -> list[dict]:
+    """The GPU-hours of a grid: one row per recipe x variant, and a total row.
+
+    Training only (the final validation and the tables add minutes per fold, not hours).
+
+    Args:
+        epoch_seconds: seconds per training epoch on one GPU (nnU-Net's epoch: 250 iterations).
+        datasets: number of datasets (3 for BraTS 2018, 2019, 2020).
+        folds: folds per dataset (nnU-Net's 5-fold cross-validation).
+        recipes: ``paper`` and/or ``nnunet``.
+        epochs: trainer name -> epochs; None takes each trainer's epochs from
+            :func:`recipe_epochs`.
+    """
+    rows = []
+    for recipe in recipes:
+        for variant in VARIANTS:
+            trainer = trainer_name(variant, recipe)
+            n_epochs = (epochs or {}).get(trainer) or recipe_epochs(trainer)
+            runs = datasets * folds
+            rows.append(dict(recipe=recipe, variant=variant.key, trainer=trainer, epochs=n_epochs, runs=runs,
+                             gpu_hours=runs * n_epochs * epoch_seconds / 3600))
+    rows.append(dict(recipe="all", variant="total", trainer="", epochs="",
+                     runs=sum(r["runs"] for r in rows), gpu_hours=sum(r["gpu_hours"] for r in rows)))
+    return rows
+
+
+NNUNET_DEFAULT_EPOCHS = 1000  # nnUNetTrainer.__init__ sets num_epochs = 1000 (an instance attribute)
+
+
+def recipe_epochs(trainer: str) -> int:
+    """The number of epochs a DRUwAS trainer trains for, from its class (without ``DRUWAS_EPOCHS``).
+
+    Args:
+        trainer: a DRUwAS trainer name; a recipe that keeps nnU-Net's length gets nnU-Net's 1000.
+    """
+    from nnunetv2_druwas.training import trainer_classes
+
+    cls = trainer_classes()[trainer]
+    epochs = cls.recipe_continuation_epochs if cls.variant.continues else cls.recipe_num_epochs
+    return epochs or NNUNET_DEFAULT_EPOCHS
+
+
+def format_gpu_hours(rows: Sequence[dict], epoch_seconds: float) -> str:
+    lines = [f"GPU-hours at {epoch_seconds:g} s per epoch (training only, one GPU per run)",
+             f"{'recipe':<7} {'variant':<9} {'trainer':<44} {'epochs':>6} {'runs':>5} {'GPU-hours':>10}"]
+    for r in rows:
+        lines.append(f"{r['recipe']:<7} {r['variant']:<9} {r['trainer']:<44} {r['epochs']:>6} {r['runs']:>5} "
+                     f"{r['gpu_hours']:>10.1f}")
+    return "\n".join(lines)
+
+
+# --- the `nnunetv2_druwas grid` subcommand ----------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_argument_group("what to run")
+    what.add_argument("-d", "--datasets", nargs="+", default=None, metavar="ID",
+                      help="dataset ids or names (e.g. 500 501 502)")
+    what.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres"], metavar="CONFIG")
+    what.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="FOLD")
+    what.add_argument("--trainers", nargs="+", default=["all"], metavar="NAME",
+                      help="DRUwAS trainer names, variant keys (baseline sa ag saag res full swish) or 'all'")
+    what.add_argument("--recipe", choices=("paper", "nnunet", "both"), default="paper",
+                      help="training recipe(s) for variant keys and 'all' (default: paper)")
+    what.add_argument("-p", "--plans", default="nnUNetPlans", help="nnU-Net plans identifier")
+    how = parser.add_argument_group("output and resources")
+    how.add_argument("--out", type=Path, default=None, help="folder for the scripts, logs and tables")
+    how.add_argument("--format", choices=("slurm", "shell"), default="slurm",
+                     help="SLURM job arrays (default) or run_all.sh for one machine")
+    how.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="nnUNetv2_train -device")
+    how.add_argument("--partition")
+    how.add_argument("--time", help="SLURM time limit per task, e.g. 2-00:00:00")
+    how.add_argument("--mem", help="SLURM memory per node, e.g. 32G")
+    how.add_argument("--account")
+    how.add_argument("--cpus-per-task", type=int, help="CPUs per task (nnU-Net's augmentation workers)")
+    how.add_argument("--gpus-per-task", type=int, default=1, help="GPUs per training task with --device cuda")
+    how.add_argument("--sbatch-extra", nargs="+", action="extend", default=[], metavar="LINE",
+                     help="extra lines for every job, e.g. '#SBATCH --qos=long'")
+    how.add_argument("--tables-args", default="", help="extra arguments of python -m analysis.tables, one string")
+    how.add_argument("--overwrite", action="store_true", help="replace the scripts of an already submitted grid")
+    act = parser.add_argument_group("actions (default: write the scripts)")
+    act.add_argument("--submit", action="store_true", help="write, then submit with sbatch in dependency order")
+    act.add_argument("--status", action="store_true",
+                     help="report each run as done / running / queued / incomplete / missing")
+    act.add_argument("--estimate", action="store_true", help="print the grid's GPU-hours and exit")
+    act.add_argument("--epoch-seconds", type=float, default=None,
+                     help="seconds per epoch on one GPU, for --estimate")
+
+
+def _selection_from_args(args: argparse.Namespace) -> Selection:
+    if args.datasets is None:
+        if args.out is not None and (args.out / "grid.json").is_file():
+            return Selection(**{k: tuple(v) if isinstance(v, list) else v for k, v in
+                                json.loads((args.out / "grid.json").read_text())["selection"].items()})
+        raise DruwasError("give the datasets with -d (e.g. -d 500 501 502)"
+                          + (f", or an --out folder with a grid.json" if args.status else ""))
+    return Selection(datasets=tuple(dataset_name(d) for d in args.datasets),
+                     configurations=tuple(args.configurations), folds=tuple(sorted(set(args.folds))),
+                     trainers=select_trainers(args.trainers, args.recipe), plans=args.plans)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.estimate:
+        if args.epoch_seconds is None:
+            raise DruwasError("--estimate needs --epoch-seconds (seconds per training epoch on one GPU)")
+        recipes = RECIPES if args.recipe == "both" else (args.recipe,)
+        n_datasets = len(args.datasets) if args.datasets else 3
+        print(format_gpu_hours(gpu_hours(args.epoch_seconds, datasets=n_datasets, folds=len(set(args.folds)),
+                                         recipes=recipes), args.epoch_seconds))
+        return 0
+    selection = _selection_from_args(args)
+    if args.status:
+        print(format_status(grid_status(selection, args.out)))
+        return 0
+    if args.out is None:
+        raise DruwasError("give --out, the folder for the job scripts")
+    settings = JobSettings(device=args.device, partition=args.partition, time=args.time, mem=args.mem,
+                           account=args.account, cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task,
+                           sbatch_extra=tuple(args.sbatch_extra), tables_args=tuple(shlex.split(args.tables_args)))
+    jobs = write_grid(selection, args.out, settings, fmt=args.format, overwrite=args.overwrite)
+    n_tasks = sum(len(j.folds) for j in jobs)
+    print(f"wrote {len(jobs)} jobs ({n_tasks} training tasks) to {args.out.resolve() / 'jobs'}")
+    if args.format == "shell":
+        print(f"run them with: bash {args.out.resolve() / 'run_all.sh'}")
+    if args.submit:
+        if args.format != "slurm":
+            raise DruwasError("--submit needs --format slurm")
+        for name, job_id in submit(jobs, args.out).items():
+            print(f"{job_id}\t{name}")
+    return 0
