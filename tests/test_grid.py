@@ -1,0 +1,219 @@
+"""The experiment grid: run list, rendered scripts, refusals, and a real single-node SLURM run.
+
+The cluster test submits a tiny grid (1 epoch of 2 iterations, CPU) to a real SLURM started by
+``.ci/slurm.sh`` (installed with apt-get when missing) and checks the order the dependencies
+impose, the tables at the end, ``--status``, and the skip / resume logic of the job scripts.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TINY_ID, results_env, run_command
+from nnunetv2_druwas import grid
+from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.variants import VARIANTS, trainer_name
+
+DATASET = "Dataset990_Tiny"
+FULL, SWISH = "nnUNetTrainerDRUwAS", "nnUNetTrainerDRUwASSwish"
+
+
+def finish(results: Path, trainer: str, fold: int, *, metrics: bool = True, dataset: str = DATASET,
+           configuration: str = "3d_fullres") -> Path:
+    """Make a fold look trained (final checkpoint, and the BraTS metrics unless told otherwise)."""
+    fold_dir = grid.Run(dataset, configuration, trainer, "nnUNetPlans", fold).fold_dir(results)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    (fold_dir / "checkpoint_final.pth").write_bytes(b"")
+    if metrics:
+        (fold_dir / "brats_metrics.csv").write_text("case,region,dice\n")
+    return fold_dir
+
+
+@pytest.fixture
+def env(nnunet_env) -> dict[str, str]:
+    (Path(nnunet_env["nnUNet_preprocessed"]) / DATASET).mkdir()
+    return nnunet_env
+
+
+def selection(trainers=(FULL, SWISH), folds=(0, 1, 2, 3, 4)) -> grid.Selection:
+    return grid.Selection((DATASET,), ("3d_fullres",), tuple(folds), tuple(trainers))
+
+
+# --- the run list ----------------------------------------------------------------------------
+
+def test_trainer_selection_expands_keys_and_all_with_continuations_last():
+    paper = grid.select_trainers(["all"])
+    assert paper == tuple(v.trainer for v in VARIANTS)
+    assert paper.index(SWISH) > paper.index(FULL)
+    assert len(grid.select_trainers(["all"], "both")) == 2 * len(VARIANTS)
+    assert grid.select_trainers(["swish", "full"], "nnunet") == (f"{FULL}_nnUNetRecipe", f"{SWISH}_nnUNetRecipe")
+    assert grid.select_trainers(["nnUNetTrainerDRUwAS_SA", "baseline"]) == (
+        "nnUNetTrainerDRUwAS_Baseline", "nnUNetTrainerDRUwAS_SA")
+    with pytest.raises(DruwasError, match="nnUNetTrainer'"):
+        grid.select_trainers(["nnUNetTrainer"])
+
+
+def test_dataset_id_resolves_to_the_folder_name(env):
+    assert grid.dataset_name(990, env) == DATASET
+    assert grid.dataset_name("Dataset123_Other", env) == "Dataset123_Other"
+    with pytest.raises(DruwasError, match="no dataset with id 991"):
+        grid.dataset_name("991", env)
+
+
+def test_jobs_skip_done_folds_and_chain_swish_and_tables(env, tmp_path):
+    results = Path(env["nnUNet_results"])
+    finish(results, FULL, 0)
+    finish(results, FULL, 1, metrics=False)        # trained, metrics missing: still to do (resumes)
+    finish(results, SWISH, 2)
+    jobs = grid.plan_jobs(selection(), tmp_path / "out", environ=env)
+    by_name = {j.name: j for j in jobs}
+    full, swish = (grid.array_name(DATASET, t, "nnUNetPlans", "3d_fullres") for t in (FULL, SWISH))
+    assert [j.name for j in jobs] == [full, swish, grid.TABLES_JOB]
+    assert by_name[full].folds == (1, 2, 3, 4)
+    assert by_name[swish].folds == (0, 1, 3, 4)
+    assert by_name[full].dependencies == ()
+    assert by_name[swish].dependencies == (("aftercorr", full),)
+    assert by_name[grid.TABLES_JOB].dependencies == (("afterok", full), ("afterok", swish))
+    assert by_name[grid.TABLES_JOB].folds == ()
+
+
+def test_done_arrays_are_left_out_and_their_dependents_start_free(env, tmp_path):
+    results = Path(env["nnUNet_results"])
+    for fold in range(5):
+        finish(results, FULL, fold)
+    jobs = grid.plan_jobs(selection(), tmp_path / "out", environ=env)
+    assert [(j.name, j.dependencies) for j in jobs][0] == (
+        grid.array_name(DATASET, SWISH, "nnUNetPlans", "3d_fullres"), ())
+    for fold in range(5):
+        finish(results, SWISH, fold)
+    jobs = grid.plan_jobs(selection(), tmp_path / "out", environ=env)
+    assert [(j.name, j.dependencies) for j in jobs] == [(grid.TABLES_JOB, ())]
+
+
+def test_continuation_without_its_relu_run_is_refused(env, tmp_path):
+    results = Path(env["nnUNet_results"])
+    with pytest.raises(DruwasError, match=f"continues {FULL}, whose fold 0 .* add {FULL} to --trainers"):
+        grid.plan_jobs(selection(trainers=(SWISH,)), tmp_path / "out", environ=env)
+    finish(results, FULL, 0)
+    jobs = grid.plan_jobs(selection(trainers=(SWISH,), folds=(0,)), tmp_path / "out", environ=env)
+    assert jobs[0].folds == (0,) and jobs[0].dependencies == ()
+
+
+def test_array_spec_compresses_ranges():
+    assert grid.array_spec([0, 1, 2, 3, 4]) == "0-4"
+    assert grid.array_spec([4, 0, 2, 3]) == "0,2-4"
+    assert grid.array_spec([3]) == "3"
+
+
+# --- the scripts -----------------------------------------------------------------------------
+
+def test_slurm_scripts_carry_environment_resources_and_arrays(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRUWAS_EPOCHS", "3")
+    env = dict(env, DRUWAS_EPOCHS="3")
+    finish(Path(env["nnUNet_results"]), FULL, 1)
+    settings = grid.JobSettings(partition="gpu", time="2-00:00:00", mem="32G", account="lab", cpus_per_task=8,
+                                sbatch_extra=("#SBATCH --qos=long",))
+    out = tmp_path / "out"
+    jobs = grid.write_grid(selection(), out, settings, environ=env)
+    full = (out / "jobs" / f"{jobs[0].name}.sh").read_text()
+    tables = (out / "jobs" / "tables.sh").read_text()
+    for script in (full, tables):
+        assert script.startswith("#!/usr/bin/env bash\n")
+        assert "\nset -euo pipefail\n" in script
+        for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+            assert f"\nexport {name}={env[name]}\n" in script
+        assert re.search(rf"\nexport nnUNet_extTrainer={REPO / 'trainers'}[:\n]", script)
+        assert "\nexport DRUWAS_EPOCHS=3\n" in script
+        assert "\nexport nnUNet_n_proc_DA=2\n" in script
+        for line in ("#SBATCH --partition=gpu", "#SBATCH --time=2-00:00:00", "#SBATCH --mem=32G",
+                     "#SBATCH --account=lab", "#SBATCH --cpus-per-task=8", "#SBATCH --qos=long",
+                     "#SBATCH --kill-on-invalid-dep=yes"):
+            assert f"\n{line}\n" in script
+    assert "#SBATCH --array=0,2-4\n" in full and "#SBATCH --array" not in tables
+    assert "#SBATCH --gpus-per-task=1\n" in full and "--gpus" not in tables
+    assert f"#SBATCH --output={out.resolve()}/logs/%x__fold%a__%A.log\n" in full
+    assert "DRUWAS_ITERS" not in full
+    train_line = next(line for line in full.splitlines() if "-tr " in line)
+    assert f"/nnUNetv2_train {DATASET} 3d_fullres \"$fold\" -tr {FULL} -p nnUNetPlans -device cuda" in train_line
+    assert Path(train_line.split("(")[1].split()[0]).is_absolute()
+    assert f"-m analysis.tables --results \"$nnUNet_results\" --out {out.resolve() / 'tables'}" in tables
+    recorded = json.loads((out / "grid.json").read_text())
+    assert recorded["selection"]["trainers"] == [FULL, SWISH]
+    assert recorded["jobs"][jobs[0].name] == [0, 2, 3, 4]
+
+
+def test_cpu_grid_asks_for_no_gpu_and_shell_format_runs_jobs_in_order(env, tmp_path):
+    out = tmp_path / "out"
+    jobs = grid.write_grid(selection(folds=(0, 1)), out, grid.JobSettings(device="cpu"), fmt="shell", environ=env)
+    scripts = {p.name: p.read_text() for p in (out / "jobs").iterdir()}
+    assert not any("#SBATCH" in s for s in scripts.values())
+    assert all("-device cpu" in s for name, s in scripts.items() if name != "tables.sh")
+    run_all = (out / "run_all.sh").read_text().splitlines()
+    calls = [line.split()[1:3] for line in run_all if line.startswith("bash ")]
+    assert calls == [[str(out / "jobs" / f"{jobs[0].name}.sh"), "0"], [str(out / "jobs" / f"{jobs[0].name}.sh"), "1"],
+                     [str(out / "jobs" / f"{jobs[1].name}.sh"), "0"], [str(out / "jobs" / f"{jobs[1].name}.sh"), "1"],
+                     [str(out / "jobs" / "tables.sh"), "2>&1"]]
+
+
+def test_job_script_exits_at_once_for_a_done_fold(env, tmp_path):
+    """The run-time check: a fold finished after the scripts were written is not trained again."""
+    out = tmp_path / "out"
+    jobs = grid.write_grid(selection(trainers=(FULL,), folds=(0,)), out, grid.JobSettings(device="cpu"),
+                           fmt="shell", environ=env)
+    finish(Path(env["nnUNet_results"]), FULL, 0)
+    proc = subprocess.run(["bash", str(out / "jobs" / f"{jobs[0].name}.sh"), "0"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "fold 0 is already done" in proc.stdout and "running:" not in proc.stdout
+
+
+def test_submitted_grid_is_not_overwritten(env, tmp_path):
+    out = tmp_path / "out"
+    grid.write_grid(selection(), out, environ=env)
+    (out / "submitted.json").write_text('{"jobs": {}}')
+    before = {p.name: p.read_text() for p in (out / "jobs").iterdir()}
+    with pytest.raises(DruwasError, match="already submitted.*--overwrite"):
+        grid.write_grid(selection(folds=(0,)), out, environ=env)
+    assert {p.name: p.read_text() for p in (out / "jobs").iterdir()} == before
+    grid.write_grid(selection(folds=(0,)), out, overwrite=True, environ=env)
+    assert not (out / "submitted.json").exists()
+    assert "#SBATCH --array=0\n" in (out / "jobs" / f"{grid.array_name(DATASET, FULL, 'nnUNetPlans', '3d_fullres')}"
+                                                  f".sh").read_text()
+
+
+def test_status_from_results_and_queue(env, tmp_path):
+    results = Path(env["nnUNet_results"])
+    out = tmp_path / "out"
+    out.mkdir()
+    full = grid.array_name(DATASET, FULL, "nnUNetPlans", "3d_fullres")
+    (out / "submitted.json").write_text(json.dumps({"jobs": {full: {"id": "41", "folds": [1, 2, 3, 4]}}}))
+    finish(results, FULL, 0)
+    (finish(results, FULL, 1, metrics=False) / "checkpoint_final.pth").rename(
+        results / DATASET / f"{FULL}__nnUNetPlans__3d_fullres" / "fold_1" / "checkpoint_latest.pth")
+    finish(results, FULL, 2, metrics=False)
+    queue = {("41", "1"): "RUNNING", ("41", "3"): "PENDING"}
+    rows = grid.grid_status(selection(trainers=(FULL,)), out, env, queue=queue)
+    assert [(r["fold"], r["state"], r["job_id"]) for r in rows] == [
+        (0, "done", "41_0"), (1, "running", "41_1"), (2, "incomplete", "41_2"), (3, "queued", "41_3"),
+        (4, "missing", "41_4")]
+    assert grid.format_status(rows).splitlines()[-1] == "1 done, 1 incomplete, 1 missing, 1 queued, 1 running"
+
+
+def test_gpu_hours_multiply_runs_epochs_and_epoch_time():
+    rows = grid.gpu_hours(36.0, datasets=3, folds=5, recipes=("paper",),
+                          epochs={trainer_name(v): 10 for v in VARIANTS})
+    assert [r["variant"] for r in rows] == [v.key for v in VARIANTS] + ["total"]
+    assert all(r["runs"] == 15 and r["gpu_hours"] == pytest.approx(15 * 10 * 36 / 3600) for r in rows[:-1])
+    assert rows[-1]["gpu_hours"] == pytest.approx(7 * 1.5)
+
+
+def test_paper_recipe_epochs_come_from_the_trainers():
+    assert grid.recipe_epochs(FULL) == 100
+    assert grid.recipe_epochs(SWISH) == 60
+    assert grid.recipe_epochs(f"{FULL}_nnUNetRecipe") == grid.NNUNET_DEFAULT_EPOCHS
