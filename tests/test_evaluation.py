@@ -205,6 +205,15 @@ def test_labels_from_dataset_json(folders, tmp_path):
         evaluate_folder(pred_dir, gt_dir, dataset_json=not_regions, num_processes=1, progress=False)
 
 
+def test_cases_restricts_scoring_to_a_fold(folders):
+    """A fold's validation folder against the whole training set's gt_segmentations."""
+    pred_dir, gt_dir, *_ = folders
+    df = evaluate_folder(pred_dir, gt_dir, labels="nnunet", cases=["B", "A"], num_processes=1, progress=False)
+    assert list(df["case"].unique()) == ["A", "B"] and not df["missing"].any()
+    with pytest.raises(DruwasError, match="case.*Z"):
+        evaluate_folder(pred_dir, gt_dir, labels="nnunet", cases=["A", "Z"], num_processes=1, progress=False)
+
+
 @pytest.mark.parametrize("change", ["shape", "spacing"])
 def test_mismatched_prediction_names_the_case(folders, tmp_path, change):
     pred_dir, gt_dir, gts, _, spacing = folders

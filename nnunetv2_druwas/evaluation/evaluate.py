@@ -21,7 +21,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -169,8 +169,8 @@ def evaluate_case(case: str, pred_path: Path | None, gt_path: Path, regions: dic
 
 def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | Path | None = None, *,
                     labels: str | None = None, dataset_json: str | Path | None = None, hd95: str = "brats",
-                    empty_hd95: float = BRATS_EMPTY_HD95, num_processes: int = 2,
-                    progress: bool = True) -> pd.DataFrame:
+                    empty_hd95: float = BRATS_EMPTY_HD95, num_processes: int = 2, progress: bool = True,
+                    cases: Sequence[str] | None = None) -> pd.DataFrame:
     """Score every ground-truth case of ``gt_dir`` against its prediction in ``pred_dir``.
 
     Args:
@@ -187,11 +187,15 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
         empty_hd95: HD95 when exactly one mask is empty or the prediction is missing (mm).
         num_processes: worker processes over cases; 1 runs in this process.
         progress: show a tqdm progress bar and print the summary table.
+        cases: score only these case ids (e.g. a fold's validation cases when ``gt_dir``
+            holds the whole training set); each must have a ground truth. None: every
+            ground-truth case in ``gt_dir``.
 
     Returns:
         One row per case x region (WT, TC, ET) with columns case, region, dice, hd95,
         sensitivity, specificity, n_pred, n_ref, n_tp, missing, hd95_definition.
-        ``df.attrs["extra_predictions"]`` lists predictions without ground truth (not scored).
+        ``df.attrs["extra_predictions"]`` lists predictions without ground truth (not scored;
+        predictions of ground-truth cases left out by ``cases`` are ignored silently).
     """
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for name, folder in (("prediction", pred_dir), ("ground-truth", gt_dir)):
@@ -204,6 +208,13 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
     if not gt_cases:
         raise DruwasError(f"no .nii.gz or .nii ground-truth files in {gt_dir}")
     extra = sorted(set(pred_cases) - set(gt_cases))
+    if cases is not None:
+        unknown = sorted(set(cases) - set(gt_cases))
+        if unknown:
+            raise DruwasError(f"no ground truth in {gt_dir} for case(s) {', '.join(unknown)}")
+        if not cases:
+            raise DruwasError("the list of cases to score is empty")
+        gt_cases = {case: gt_cases[case] for case in sorted(set(cases))}
     if extra:
         print(f"warning: {len(extra)} prediction(s) in {pred_dir} have no ground truth and are not scored: "
               f"{', '.join(extra)}", file=sys.stderr)
@@ -300,10 +311,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--empty-hd95", type=float, default=BRATS_EMPTY_HD95,
                         help=f"HD95 when exactly one mask is empty or a prediction is missing "
                              f"(default {BRATS_EMPTY_HD95} mm)")
+    parser.add_argument("--cases", nargs="+", default=None, metavar="CASE",
+                        help="score only these case ids (default: every ground-truth case)")
     parser.add_argument("--num-processes", type=int, default=2, help="worker processes over cases (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
     evaluate_folder(args.pred_dir, args.gt_dir, args.output, labels=args.labels, dataset_json=args.dataset_json,
-                    hd95=args.hd95, empty_hd95=args.empty_hd95, num_processes=args.num_processes)
+                    hd95=args.hd95, empty_hd95=args.empty_hd95, num_processes=args.num_processes,
+                    cases=args.cases)
     return 0
