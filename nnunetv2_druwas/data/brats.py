@@ -50,6 +50,8 @@ CASE_NAMES = {
     2019: ("BraTS19_SYN_{:03d}_1", "BraTS19_SYN_{:03d}_1"),
     2020: ("BraTS20_Training_{:03d}", "BraTS20_Validation_{:03d}"),
 }
+#: how the case identifiers of each year's releases begin (compared case-insensitively).
+CASE_PREFIXES = {2018: "Brats18_", 2019: "BraTS19_", 2020: "BraTS20_"}
 #: the 2020 training release names the segmentation of case 355 ``W39_1998.09.19_Segm.nii``.
 QUIRK_2020_CASE = "BraTS20_Training_355"
 QUIRK_2020_SEG = "W39_1998.09.19_Segm.nii"

@@ -1,0 +1,357 @@
+"""BraTS conversion, export and synthetic data: layouts, bad input, split, round trip, determinism."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from nnunetv2_druwas import cli
+from nnunetv2_druwas.data.brats import BRATS_TO_NNUNET, QUIRK_2020_SEG
+from nnunetv2_druwas.data.convert import PAPER_TEST_IMAGES, PAPER_TEST_LABELS, convert_brats, paper_split
+from nnunetv2_druwas.data.export import export_brats
+from nnunetv2_druwas.data.synth import make_brats_release, synthesize_case
+from nnunetv2_druwas.errors import DruwasError
+
+SHAPE = (16, 16, 12)
+MODALITIES = ("t1", "t1ce", "t2", "flair")
+
+
+def release(tmp_path: Path, year: int = 2020, n: int = 4, **kw) -> Path:
+    return make_brats_release(tmp_path / f"src{year}{'_val' if kw.get('validation') else ''}", year, n, SHAPE,
+                              seed=3, **kw)
+
+
+def case_file(src: Path, case: str, role: str) -> Path:
+    """The file of ``case`` with ``role`` (t1 ... seg) in any layout."""
+    (path,) = [p for p in src.rglob(f"{case}_{role}.nii*")]
+    return path
+
+
+def nii_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def raw_root() -> Path:
+    return Path(os.environ["nnUNet_raw"])
+
+
+def cli_run(argv: list[str], capsys) -> tuple[int, str]:
+    code = cli.main(argv)
+    return code, capsys.readouterr().err
+
+
+# --- synth -------------------------------------------------------------------------------------------
+
+def test_synth_is_deterministic_and_has_both_grades():
+    a, b = synthesize_case(SHAPE, seed=5, index=2), synthesize_case(SHAPE, seed=5, index=2)
+    for m in MODALITIES:
+        assert a.images[m].tobytes() == b.images[m].tobytes()
+        assert a.images[m].dtype == np.int16 and a.images[m].shape == SHAPE
+    assert a.seg.tobytes() == b.seg.tobytes()
+    assert synthesize_case(SHAPE, seed=6, index=2).images["flair"].tobytes() != a.images["flair"].tobytes()
+    cases = [synthesize_case((24, 24, 20), seed=0, index=i, lgg_fraction=0.5) for i in range(1, 9)]
+    grades = {c.low_grade for c in cases}
+    assert grades == {True, False}
+    for c in cases:
+        labels = set(np.unique(c.seg).tolist())
+        assert labels <= {0, 1, 2, 4} and 2 in labels
+        assert (4 in labels) != c.low_grade  # low-grade cases have no enhancing tumor
+        tumor, brain = c.seg > 0, c.images["t1"] > 0
+        # edema is bright in FLAIR compared with the rest of the brain
+        edema = c.seg == 2
+        assert c.images["flair"][edema].mean() > 1.3 * c.images["flair"][brain & ~tumor].mean()
+
+
+def test_synth_release_files_are_deterministic(tmp_path, capsys):
+    code, err = cli_run(["synth", str(tmp_path / "a"), "--cases", "3", "--shape", *map(str, SHAPE),
+                         "--seed", "1"], capsys)
+    assert code == 0, err
+    make_brats_release(tmp_path / "b", 2020, 3, SHAPE, seed=1)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert Path("name_mapping.csv") in files and Path("BraTS20_Training_001/BraTS20_Training_001_t1.nii") in files
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    code, err = cli_run(["synth", str(tmp_path / "a"), "--cases", "1"], capsys)
+    assert code == 2 and "already exists" in err
+
+
+# --- conversion of each layout -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("year,dataset_id", [(2018, 502), (2019, 501), (2020, 500)])
+def test_convert_each_layout(tmp_path, nnunet_env, year, dataset_id):
+    src = release(tmp_path, year, n=4, lgg_fraction=0.5)
+    if year != 2020:
+        assert {p.name for p in src.iterdir()} <= {"HGG", "LGG"}
+        assert next(src.rglob("*_t1.nii.gz"))
+    else:
+        assert (src / "name_mapping.csv").is_file() and next(src.glob("*/*_t1.nii"))
+    out = convert_brats(src, year, num_processes=2 if year == 2020 else 1, progress=False)
+    assert out == raw_root() / f"Dataset{dataset_id}_BraTS{year}"
+    assert sorted(p.name for p in raw_root().iterdir()) == [out.name]  # no partial folder left
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["brats_year"] == year and dataset["numTraining"] == 4
+    assert dataset["regions_class_order"] == [1, 2, 3]
+    assert dataset["labels"]["whole tumor"] == [1, 2, 3] and dataset["channel_names"]["1"] == "T1ce"
+    cases = sorted(p.name for p in src.rglob("*") if p.is_dir() and p.name not in ("HGG", "LGG"))
+    assert sorted(p.name[: -len(".nii.gz")] for p in (out / "labelsTr").iterdir()) == cases
+    for case in cases:
+        for channel, modality in enumerate(MODALITIES):
+            written = out / "imagesTr" / f"{case}_{channel:04d}.nii.gz"
+            assert nii_bytes(written) == nii_bytes(case_file(src, case, modality))  # header + data unchanged
+        source = nib.load(case_file(src, case, "seg"))
+        label = nib.load(out / "labelsTr" / f"{case}.nii.gz")
+        assert label.get_data_dtype() == np.uint8 and np.allclose(label.affine, source.affine)
+        expected = np.vectorize(BRATS_TO_NNUNET.get)(np.asanyarray(source.dataobj))
+        assert np.array_equal(np.asanyarray(label.dataobj), expected)
+
+
+def test_convert_2020_quirk_and_validation_release(tmp_path, nnunet_env):
+    src = release(tmp_path, 2020, n=3)
+    seg = case_file(src, "BraTS20_Training_002", "seg")
+    original = nib.load(seg).get_fdata()
+    seg.rename(seg.parent / QUIRK_2020_SEG)
+    validation = release(tmp_path, 2020, n=2, validation=True)
+    assert not list(validation.rglob("*seg*"))
+    out = convert_brats(src, 2020, 7, validation=validation, num_processes=1, progress=False)
+    assert out.name == "Dataset007_BraTS2020"
+    label = nib.load(out / "labelsTr" / "BraTS20_Training_002.nii.gz").get_fdata()
+    assert np.array_equal(label, np.vectorize(BRATS_TO_NNUNET.get)(original))
+    assert sorted(p.name for p in (out / "imagesTs").iterdir()) == [
+        f"BraTS20_Validation_00{i}_000{c}.nii.gz" for i in (1, 2) for c in range(4)]
+
+
+def test_release_with_the_other_years_layout_is_refused(tmp_path, nnunet_env):
+    with pytest.raises(DruwasError, match="HGG"):
+        convert_brats(release(tmp_path, 2020), 2018, progress=False)
+    with pytest.raises(DruwasError, match="check --year"):
+        convert_brats(release(tmp_path, 2019), 2020, progress=False)
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+def _rewrite(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
+    nib.save(nib.Nifti1Image(array, affine), path)
+
+
+def _missing(src):
+    p = case_file(src, "BraTS20_Training_002", "t2")
+    p.unlink()
+    return "BraTS20_Training_002", "BraTS20_Training_002_t2"
+
+
+def _duplicate(src):
+    p = case_file(src, "BraTS20_Training_002", "t1")
+    (p.parent / (p.name + ".gz")).write_bytes(gzip.compress(p.read_bytes()))
+    return "BraTS20_Training_002", "BraTS20_Training_002_t1.nii.gz"
+
+
+def _truncated(src):
+    p = case_file(src, "BraTS20_Training_003", "flair")
+    p.write_bytes(p.read_bytes()[:600])
+    return "BraTS20_Training_003", str(p)
+
+
+def _corrupt_gzip(src):
+    p = case_file(src, "BraTS20_Training_003", "t1ce")
+    p.unlink()
+    p = p.parent / (p.name + ".gz")
+    p.write_bytes(b"\x1f\x8b" + b"not really gzip" * 20)
+    return "BraTS20_Training_003", str(p)
+
+
+def _shape(src):
+    p = case_file(src, "BraTS20_Training_001", "t1ce")
+    image = nib.load(p)
+    _rewrite(p, np.asanyarray(image.dataobj)[:, :, :-1].copy(), image.affine)
+    return "BraTS20_Training_001", "t1ce"
+
+
+def _affine(src):
+    p = case_file(src, "BraTS20_Training_004", "t2")
+    image = nib.load(p)
+    affine = image.affine.copy()
+    affine[0, 3] += 2.0
+    _rewrite(p, np.asanyarray(image.dataobj).copy(), affine)
+    return "BraTS20_Training_004", "BraTS20_Training_004_t2.nii"
+
+
+def _labels(src):
+    p = case_file(src, "BraTS20_Training_001", "seg")
+    image = nib.load(p)
+    seg = np.asanyarray(image.dataobj).copy()
+    seg[0, 0, 0] = 3
+    _rewrite(p, seg, image.affine)
+    return "BraTS20_Training_001", "[3]"
+
+
+BAD_INPUTS = {"missing modality": _missing, "duplicate modality": _duplicate, "truncated file": _truncated,
+              "corrupt gzip": _corrupt_gzip, "shape mismatch": _shape, "affine mismatch": _affine,
+              "bad label values": _labels}
+
+
+@pytest.mark.parametrize("problem", BAD_INPUTS)
+def test_bad_input_is_a_clear_error_and_leaves_nothing(tmp_path, nnunet_env, capsys, problem):
+    src = release(tmp_path, 2020, n=4)
+    case, detail = BAD_INPUTS[problem](src)
+    with pytest.raises(DruwasError) as info:
+        convert_brats(src, 2020, num_processes=1, progress=False)
+    message = str(info.value)
+    assert case in message and detail in message, message
+    assert list(raw_root().iterdir()) == []  # no dataset, no partial folder
+    code, err = cli_run(["convert-brats", str(src), "--year", "2020", "-np", "1"], capsys)
+    assert code == 2 and "error: " in err and case in err and "Traceback" not in err
+    assert list(raw_root().iterdir()) == []
+
+
+def test_all_problems_are_reported_at_once(tmp_path, nnunet_env):
+    src = release(tmp_path, 2020, n=4)
+    expected = [fn(src) for fn in (_shape, _affine, _truncated)]
+    with pytest.raises(DruwasError, match="3 problem") as info:
+        convert_brats(src, 2020, num_processes=1, progress=False)
+    for case, detail in expected:
+        assert case in str(info.value) and detail in str(info.value)
+
+
+def test_command_line_error_has_no_traceback(tmp_path, nnunet_env):
+    src = release(tmp_path, 2020, n=2)
+    case_file(src, "BraTS20_Training_001", "seg").unlink()
+    proc = subprocess.run([sys.executable, "-m", "nnunetv2_druwas.cli", "convert-brats", str(src), "--year", "2020"],
+                          env=nnunet_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "error:" in proc.stderr and "BraTS20_Training_001" in proc.stderr and "segmentation" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(raw_root().iterdir()) == []
+
+
+def test_unset_nnunet_raw_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("nnUNet_raw", raising=False)
+    with pytest.raises(DruwasError, match="nnUNet_raw is not set"):
+        convert_brats(tmp_path, 2020)
+
+
+# --- overwrite ---------------------------------------------------------------------------------------
+
+def test_existing_dataset_is_kept_unless_overwrite(tmp_path, nnunet_env):
+    src = release(tmp_path, 2020, n=3)
+    other = raw_root() / "Dataset500_SomethingElse"
+    other.mkdir()
+    (other / "keep.txt").write_text("user data")
+    with pytest.raises(DruwasError, match="Dataset500_SomethingElse.*--overwrite"):
+        convert_brats(src, 2020, progress=False, num_processes=1)
+    assert (other / "keep.txt").read_text() == "user data"
+    # a failing overwrite leaves the old dataset in place
+    bad = make_brats_release(tmp_path / "bad", 2020, 3, SHAPE, seed=3)
+    _labels(bad)
+    with pytest.raises(DruwasError, match="label values"):
+        convert_brats(bad, 2020, overwrite=True, progress=False, num_processes=1)
+    assert (other / "keep.txt").is_file()
+    out = convert_brats(src, 2020, overwrite=True, progress=False, num_processes=1)
+    assert sorted(p.name for p in raw_root().iterdir()) == ["Dataset500_BraTS2020"]
+    assert len(list((out / "labelsTr").iterdir())) == 3
+
+
+# --- the paper split ---------------------------------------------------------------------------------
+
+def test_paper_split_counts_disjoint_and_seeded():
+    cases = [f"c{i:03d}" for i in range(369)]
+    split = paper_split(cases, seed=0)
+    assert [len(split[k]) for k in ("train", "val", "test")] == [258, 37, 74]
+    assert set(split["train"]) | set(split["val"]) | set(split["test"]) == set(cases)
+    assert sum(map(len, split.values())) == len(cases)
+    assert paper_split(list(reversed(cases)), seed=0) == split
+    assert paper_split(cases, seed=1) != split
+    with pytest.raises(DruwasError, match="at least 3"):
+        paper_split(["a", "b"])
+
+
+def test_convert_with_paper_split(tmp_path, nnunet_env):
+    src = release(tmp_path, 2020, n=10)
+    out = convert_brats(src, 2020, split="paper", seed=4, progress=False, num_processes=1)
+    pre = Path(nnunet_env["nnUNet_preprocessed"]) / out.name / "splits_final.json"
+    folds = json.loads(pre.read_text())
+    assert json.loads((out / "splits_final.json").read_text()) == folds
+    record = json.loads((out / "paper_split.json").read_text())
+    assert len(folds) == 1 and folds[0] == {"train": record["train"], "val": record["val"]}
+    assert (len(record["train"]), len(record["val"]), len(record["test"])) == (7, 1, 2)
+    train_cases = {p.name[:-len(".nii.gz")] for p in (out / "labelsTr").iterdir()}
+    assert train_cases == set(record["train"]) | set(record["val"])
+    assert {p.name[:-len(".nii.gz")] for p in (out / PAPER_TEST_LABELS).iterdir()} == set(record["test"])
+    assert len(list((out / PAPER_TEST_IMAGES).iterdir())) == 8
+    assert not set(record["test"]) & {p.name[:-len("_0000.nii.gz")] for p in (out / "imagesTr").iterdir()}
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["numTraining"] == 8 and dataset["paper_split"]["test"] == 2
+    # same seed: same split; another seed may not silently replace an existing split file
+    shutil.rmtree(out)
+    assert convert_brats(src, 2020, split="paper", seed=4, progress=False, num_processes=1) == out
+    assert json.loads(pre.read_text()) == folds
+    with pytest.raises(DruwasError, match="already exists"):
+        convert_brats(src, 2020, split="paper", seed=4, progress=False, num_processes=1)
+    shutil.rmtree(out)
+    with pytest.raises(DruwasError, match="splits_final.json already exists"):
+        convert_brats(src, 2020, split="paper", seed=5, progress=False, num_processes=1)
+    convert_brats(src, 2020, split="paper", seed=5, overwrite=True, progress=False, num_processes=1)
+    assert json.loads(pre.read_text()) != folds
+
+
+# --- export ------------------------------------------------------------------------------------------
+
+def test_round_trip_convert_export_gives_the_source_labels(tmp_path, nnunet_env, capsys):
+    src = release(tmp_path, 2019, n=3)
+    out = convert_brats(src, 2019, progress=False, num_processes=1)
+    predictions = tmp_path / "pred"  # labelsTr stand in for predictions, with nnU-Net's dataset.json beside
+    shutil.copytree(out / "labelsTr", predictions)
+    shutil.copy(out / "dataset.json", predictions / "dataset.json")
+    (predictions / "plans.json").write_text("{}")
+    code, err = cli_run(["export-brats", str(predictions), str(tmp_path / "submit"), "-np", "1"], capsys)
+    assert code == 0, err
+    exported = sorted((tmp_path / "submit").iterdir())
+    assert [p.name for p in exported] == [f"BraTS19_SYN_00{i}_1.nii.gz" for i in (1, 2, 3)]
+    for path in exported:
+        image = nib.load(path)
+        source = nib.load(case_file(src, path.name[:-len(".nii.gz")], "seg"))
+        assert image.get_data_dtype() == np.uint8 and np.allclose(image.affine, source.affine)
+        assert np.array_equal(np.asanyarray(image.dataobj), np.asanyarray(source.dataobj))
+
+
+def test_export_refuses_what_is_not_a_prediction(tmp_path, nnunet_env, capsys):
+    src = release(tmp_path, 2020, n=2)
+    out = convert_brats(src, 2020, progress=False, num_processes=1)
+    pred = tmp_path / "pred"
+    shutil.copytree(out / "labelsTr", pred)
+    with pytest.raises(DruwasError, match="--year"):  # no dataset.json, no year
+        export_brats(pred, tmp_path / "x")
+    with pytest.raises(DruwasError, match="not a BraTS 2018 case"):
+        export_brats(pred, tmp_path / "x", 2018, num_processes=1)
+    # BraTS labels (4) instead of nnU-Net labels
+    victim = pred / "BraTS20_Training_001.nii.gz"
+    image = nib.load(victim)
+    nib.save(nib.Nifti1Image(np.full(SHAPE, 4, np.uint8), image.affine), victim)
+    code, err = cli_run(["export-brats", str(pred), str(tmp_path / "x"), "--year", "2020", "-np", "1"], capsys)
+    assert code == 2 and "BraTS20_Training_001.nii.gz" in err and "[4]" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+    victim.unlink()
+    (pred / "notes.txt").write_text("hello")
+    with pytest.raises(DruwasError, match="notes.txt is not an nnU-Net prediction"):
+        export_brats(pred, tmp_path / "x", 2020, num_processes=1)
+    (pred / "notes.txt").unlink()
+    (pred / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": 1}}))
+    with pytest.raises(DruwasError, match="another dataset"):
+        export_brats(pred, tmp_path / "x", num_processes=1)
+    shutil.copy(out / "dataset.json", pred / "dataset.json")
+    with pytest.raises(DruwasError, match="BraTS 2020 dataset, not 2019"):
+        export_brats(pred, tmp_path / "x", 2019, num_processes=1)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "old.nii.gz").write_bytes(b"")
+    with pytest.raises(DruwasError, match="already exists"):
+        export_brats(pred, tmp_path / "x", num_processes=1)
+    export_brats(pred, tmp_path / "x", overwrite=True, num_processes=1, progress=False)
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["BraTS20_Training_002.nii.gz"]
