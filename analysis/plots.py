@@ -86,7 +86,8 @@ def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame
                                        region=column.split("_")[1].upper(), published=paper.at[row["variant"], column],
                                        measured=row[column]))
         points = pd.DataFrame(points)
-        grid = sns.relplot(data=points, x="published", y="measured", hue="variant", style="region", col="metric", row="recipe",
+        grid = sns.relplot(data=points, x="published", y="measured", hue="variant", style="region", col="metric",
+                           row="recipe",
                            facet_kws=dict(sharex=False, sharey=False), height=3.2)
         for (_, metric), ax in zip([(r, m) for r in grid.row_names for m in grid.col_names], grid.axes.flat):
             subset = points[points["metric"] == metric][["published", "measured"]].to_numpy().ravel()

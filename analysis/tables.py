@@ -117,8 +117,16 @@ def _difference_rows(measured: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFram
     return rows
 
 
-def _footnotes(number: int, measured: pd.DataFrame, per_case: pd.DataFrame) -> list[str]:
+def _footnotes(number: int, measured: pd.DataFrame, collection: Collection) -> list[str]:
     notes = []
+    year = collection.runs["brats_year"] == TABLE_YEARS[number]
+    unevaluated = collection.runs[year.fillna(False).astype(bool) & (collection.runs["folds"] == "")]
+    if number == 4:
+        unevaluated = unevaluated[unevaluated["variant"].notna()]
+    for row in unevaluated.itertuples():
+        notes.append(f"Run {row.dataset}/{row.trainer}__{row.plans}__{row.configuration} has no evaluated fold "
+                     f"and is not in the table: {row.issues}.")
+    per_case = collection.per_case
     if not measured.empty:
         notes.append("Measured rows: mean over all cases of all folds (pooled); *_std is the sample standard "
                      "deviation (ddof 1) and *_n the number of values in the CSV.")
@@ -164,7 +172,7 @@ def build_tables(collection: Collection) -> dict[int, Table]:
         frame = frame.sort_values(sort, kind="stable", na_position="last").drop(columns="order")
         for column in ("reference", "year", "table4_row", "brats_year"):
             frame[column] = frame[column].astype("Int64")
-        tables[number] = Table(number, frame.reset_index(drop=True), _footnotes(number, rows, collection.per_case))
+        tables[number] = Table(number, frame.reset_index(drop=True), _footnotes(number, rows, collection))
     return tables
 
 
@@ -266,6 +274,12 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """Write ``frame`` (without its index) as CSV through a temporary file.
+
+    Args:
+        path: the CSV file to (over)write.
+        frame: the table.
+    """
     write_text(path, frame.to_csv(index=False))
 
 

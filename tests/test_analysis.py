@@ -82,6 +82,9 @@ def _write_results(root: Path) -> tuple[Path, dict[str, str], pd.DataFrame]:
     saag = results / "Dataset500_BraTS2020" / f"nnUNetTrainerDRUwAS_SAAG__{PLANS}__{CONFIG}" / "fold_1"
     saag.mkdir()
     (saag / "checkpoint_final.pth").write_bytes(b"")
+    unevaluated = results / "Dataset500_BraTS2020" / f"nnUNetTrainerDRUwAS_AG_nnUNetRecipe__{PLANS}__{CONFIG}"
+    (unevaluated / "fold_0").mkdir(parents=True)
+    (unevaluated / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
     env = dict(os.environ, nnUNet_raw=str(raw), nnUNet_preprocessed=str(root / "preprocessed"),
                nnUNet_results=str(results), MPLBACKEND="Agg")
     return results, env, truth
@@ -205,6 +208,9 @@ def test_footnotes_name_incomplete_runs_and_hd95(built):
     assert "nnUNetTrainerDRUwAS_Res__nnUNetPlans__3d_fullres: fold 1: 1 of 15 case-region rows without " \
            "prediction" in table1_md
     assert "nnUNetTrainerDRUwAS_nnUNetRecipe__nnUNetPlans__3d_fullres: fold(s) 1 absent" in table4_md
+    assert "Run Dataset500_BraTS2020/nnUNetTrainerDRUwAS_AG_nnUNetRecipe__nnUNetPlans__3d_fullres has no " \
+           "evaluated fold and is not in the table: fold(s) 1 absent; fold 0: checkpoint_final.pth but no " \
+           "brats_metrics.csv" in table4_md
     incomplete_lines = [line for line in table1_md.splitlines() if "Incomplete run" in line]
     assert len(incomplete_lines) == 3        # SAAG, Res, and the nnU-Net-recipe full run
     assert "Measured HD95 definition: brats." in table1_md
