@@ -128,8 +128,8 @@ def _footnotes(number: int, measured: pd.DataFrame, collection: Collection) -> l
                      f"and is not in the table: {row.issues}.")
     per_case = collection.per_case
     if not measured.empty:
-        notes.append("Measured rows: mean over all cases of all folds (pooled); *_std is the sample standard "
-                     "deviation (ddof 1) and *_n the number of values in the CSV.")
+        notes.append("Measured rows: mean over all cases of all folds (pooled), ± the sample standard deviation "
+                     "(ddof 1); the CSV also gives the number of values per cell.")
         incomplete = measured[~measured["complete"].astype(bool)]
         for _, row in incomplete.iterrows():
             notes.append(f"{DAGGER} Incomplete run {row['dataset']}/{row['trainer']}__{row['plans']}__"
