@@ -1,0 +1,214 @@
+"""``nnunetv2_druwas demo``: the whole harness end to end on synthetic data, on the CPU.
+
+synthetic BraTS-like release -> ``convert-brats`` -> ``nnUNetv2_plan_and_preprocess`` ->
+``nnUNetv2_train`` for the seven Table 4 variants (the Swish run continues the ReLU run)
+-> BraTS evaluation (written by the trainers into each fold) -> ``python -m analysis.tables``.
+
+Everything lives under one work folder (default ``./druwas_demo``); the user's own
+``nnUNet_*`` folders are never read or written. A rerun resumes: every step whose
+output is complete is skipped (a finished training has ``checkpoint_final.pth`` and
+``brats_metrics.csv``); an interrupted training continues with ``--c``. ``--fresh``
+deletes the work folder first, which it only does for a folder it created itself.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunetv2_druwas.errors import DruwasError
+
+MARKER = ".druwas_demo"
+DATASET_ID = 500
+YEAR = 2020
+CONFIGURATION = "3d_fullres"
+FOLD = 0
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo trains on and for how long (defaults fit 10 minutes on 2 cores).
+
+    Args:
+        cases: number of synthetic cases (fold 0 of nnU-Net's 5-fold split validates on a fifth).
+        shape: size of each synthetic volume in voxels (1 mm isotropic).
+        epochs: ``DRUWAS_EPOCHS`` for every variant (the Swish continuation included).
+        iters: ``DRUWAS_ITERS``, training iterations per epoch.
+        seed: seed of the synthetic data.
+    """
+    cases: int = 20
+    shape: tuple[int, int, int] = (56, 56, 48)
+    epochs: int = 6
+    iters: int = 12
+    seed: int = 0
+
+
+def demo_environment(workdir: Path) -> dict[str, str]:
+    """The process environment with every nnU-Net folder inside ``workdir``."""
+    from nnunetv2_druwas.env import trainers_dir
+
+    env = dict(os.environ)
+    env.update(
+        nnUNet_raw=str(workdir / "nnUNet_raw"),
+        nnUNet_preprocessed=str(workdir / "nnUNet_preprocessed"),
+        nnUNet_results=str(workdir / "nnUNet_results"),
+        nnUNet_extTrainer=str(trainers_dir()),
+        nnUNet_def_n_proc=env.get("nnUNet_def_n_proc", "2"),
+        nnUNet_n_proc_DA=env.get("nnUNet_n_proc_DA", "2"),
+        nnUNet_compile="false",
+    )
+    return env
+
+
+def prepare_workdir(workdir: Path, fresh: bool) -> None:
+    """Create (or with ``fresh`` wipe and recreate) the work folder; refuse folders that are not ours."""
+    if workdir.exists() and any(workdir.iterdir()) and not (workdir / MARKER).exists():
+        raise DruwasError(f"{workdir} exists, is not empty and was not made by the demo; "
+                          f"choose another --workdir (nothing was changed)")
+    if fresh and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("made by `nnunetv2_druwas demo`; safe to delete\n")
+
+
+class _Steps:
+    """Numbered progress lines with elapsed time; the output of each command goes to a log file."""
+
+    def __init__(self, total: int, logs: Path):
+        self.total, self.done, self.logs, self.start = total, 0, logs, time.monotonic()
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def begin(self, what: str) -> None:
+        self.done += 1
+        print(f"[{self.done}/{self.total}] {time.monotonic() - self.start:6.0f}s  {what}", flush=True)
+
+    def skip(self, what: str) -> None:
+        self.begin(f"{what}: already done, skipped")
+
+    def run(self, cmd: list[str], env: dict[str, str], log_name: str) -> None:
+        log = self.logs / f"{log_name}.log"
+        with open(log, "w") as f:
+            proc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-25:])
+            raise DruwasError(f"`{' '.join(cmd)}` failed with exit code {proc.returncode}; its log is {log}. "
+                              f"Last lines:\n{tail}\nRerun the demo to resume, or add --fresh to start over.")
+
+
+def _run_dir(results: Path, trainer: str) -> Path:
+    matches = sorted(results.glob(f"Dataset{DATASET_ID:03d}_*/{trainer}__nnUNetPlans__{CONFIGURATION}"))
+    return matches[0] if matches else results / "missing" / trainer
+
+
+def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
+             settings: DemoSettings = DemoSettings()) -> Path:
+    """Run the whole harness on synthetic data; returns the folder with the tables.
+
+    Args:
+        workdir: the one folder everything is written to (created if needed).
+        fresh: delete a previous demo folder first instead of resuming it.
+        settings: data size and training length (see :class:`DemoSettings`).
+    """
+    from nnunetv2_druwas.data.convert import convert_brats
+    from nnunetv2_druwas.data.synth import synthesize
+    from nnunetv2_druwas.variants import VARIANTS
+
+    workdir = Path(workdir).resolve()
+    prepare_workdir(workdir, fresh)
+    env = demo_environment(workdir)
+    env.update(DRUWAS_EPOCHS=str(settings.epochs), DRUWAS_ITERS=str(settings.iters))
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        Path(env[name]).mkdir(parents=True, exist_ok=True)
+    steps = _Steps(total=4 + len(VARIANTS), logs=workdir / "logs")
+    bin_dir = Path(sys.executable).parent
+    tool = lambda name: str(bin_dir / name) if (bin_dir / name).exists() else name  # noqa: E731
+
+    synth_dir = workdir / "brats2020_synthetic"
+    if (synth_dir / "name_mapping.csv").exists():
+        steps.skip(f"synthetic BraTS 2020-like release ({settings.cases} cases)")
+    else:
+        steps.begin(f"synthesizing {settings.cases} BraTS-like cases of {settings.shape} voxels -> {synth_dir}")
+        tmp = synth_dir.with_name(synth_dir.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        synthesize(tmp, n_cases=settings.cases, shape=settings.shape, seed=settings.seed)
+        tmp.rename(synth_dir)
+
+    raw_dataset = Path(env["nnUNet_raw"]) / f"Dataset{DATASET_ID:03d}_BraTS{YEAR}"
+    if (raw_dataset / "dataset.json").exists():
+        steps.skip("convert-brats")
+    else:
+        steps.begin(f"convert-brats --year {YEAR} -d {DATASET_ID} -> {raw_dataset}")
+        _with_environment(env, convert_brats, synth_dir, YEAR, DATASET_ID)
+
+    plans = Path(env["nnUNet_preprocessed"]) / raw_dataset.name / "nnUNetPlans.json"
+    if plans.exists() and (plans.parent / f"nnUNetPlans_{CONFIGURATION}").exists():
+        steps.skip("nnUNetv2_plan_and_preprocess")
+    else:
+        steps.begin(f"nnUNetv2_plan_and_preprocess -d {DATASET_ID} -c {CONFIGURATION}")
+        steps.run([tool("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIGURATION,
+                   "-np", "2", "-npfp", "2", "--verify_dataset_integrity"], env, "plan_and_preprocess")
+
+    results = Path(env["nnUNet_results"])
+    for v in VARIANTS:  # the table lists the Swish continuation after the ReLU run it starts from
+        fold_dir = _run_dir(results, v.trainer) / f"fold_{FOLD}"
+        if (fold_dir / "checkpoint_final.pth").exists() and (fold_dir / "brats_metrics.csv").exists():
+            steps.skip(f"nnUNetv2_train -tr {v.trainer}")
+            continue
+        resume = ["--c"] if (fold_dir / "checkpoint_latest.pth").exists() else []
+        steps.begin(f"nnUNetv2_train {DATASET_ID} {CONFIGURATION} {FOLD} -tr {v.trainer} "
+                    f"({settings.epochs} epochs x {settings.iters} iterations{', resumed' if resume else ''})")
+        steps.run([tool("nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, str(FOLD), "-tr", v.trainer,
+                   "-device", "cpu", *resume], env, f"train_{v.trainer}")
+
+    tables = workdir / "tables"
+    steps.begin(f"python -m analysis.tables -> {tables}")
+    steps.run([sys.executable, "-m", "analysis.tables", "--results", str(results), "--out", str(tables)],
+              env, "tables")
+
+    table4 = tables / "table4.md"
+    print("\nTable 4 (ablation; published rows next to what this demo measured on synthetic data):\n")
+    print(table4.read_text() if table4.exists() else f"(missing: {table4})")
+    print(f"Work folder:      {workdir}")
+    print(f"Tables and plots: {tables}")
+    print(f"Trained folds:    {results}/Dataset{DATASET_ID:03d}_BraTS{YEAR}/<trainer>__nnUNetPlans__"
+          f"{CONFIGURATION}/fold_{FOLD} (brats_metrics.csv, checkpoint_final.pth, validation/)")
+    print(f"Logs:             {workdir / 'logs'}")
+    return tables
+
+
+def _with_environment(env: dict[str, str], func, *args, **kwargs):
+    """Call ``func`` with ``os.environ`` temporarily set to ``env`` (in-process nnU-Net paths)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        return func(*args, **kwargs)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def add_arguments(parser) -> None:
+    d = DemoSettings()
+    parser.add_argument("--workdir", default="druwas_demo",
+                        help="folder for everything the demo writes (default: ./druwas_demo)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete a previous demo folder and start over (default: resume it)")
+    parser.add_argument("--cases", type=int, default=d.cases, help=f"synthetic cases (default {d.cases})")
+    parser.add_argument("--shape", type=int, nargs=3, default=d.shape, metavar=("X", "Y", "Z"),
+                        help=f"voxels per case (default {' '.join(map(str, d.shape))})")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per variant (default {d.epochs})")
+    parser.add_argument("--iters", type=int, default=d.iters,
+                        help=f"training iterations per epoch (default {d.iters})")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the synthetic data")
+
+
+def run(args) -> int:
+    settings = DemoSettings(cases=args.cases, shape=tuple(args.shape), epochs=args.epochs, iters=args.iters,
+                            seed=args.seed)
+    run_demo(args.workdir, fresh=args.fresh, settings=settings)
+    return 0
