@@ -85,48 +85,49 @@ def portal_file_name(case: str, year: int) -> str:
 
 
 def _lookup_table(mapping: dict[int, int]) -> np.ndarray:
-    table = np.full(max(mapping) + 1, 255, np.uint8)
+    table = np.full(max(mapping) + 1, _INVALID, np.uint8)
     for src, dst in mapping.items():
         table[src] = dst
     return table
 
 
+_INVALID = 255
 _TO_NNUNET = _lookup_table(BRATS_TO_NNUNET)
 _TO_BRATS = _lookup_table(NNUNET_TO_BRATS)
 
 
-def integer_labels(array: np.ndarray, allowed: tuple[int, ...]) -> tuple[np.ndarray | None, list[int]]:
-    """The label image as int64 when every value is one of ``allowed``, else ``None``.
+def _remap(array: np.ndarray, table: np.ndarray) -> tuple[np.ndarray | None, list]:
+    """``table[array]`` as uint8, or ``None`` and the values the table does not map.
 
-    Returns the array (or ``None``) and the sorted list of values that are not allowed
-    (non-integral values are reported as they are, rounded to 3 digits).
+    Label images may be stored as floats; values must then be integral. Non-integral
+    values are reported rounded to 3 digits.
     """
-    data = np.asarray(array)
+    data = np.asanyarray(array)
     if not np.issubdtype(data.dtype, np.integer):
         as_int = np.rint(data)
         not_integral = as_int != data
         if not_integral.any():
-            bad = np.unique(np.round(data[not_integral], 3))[:8]
-            return None, [float(v) for v in bad]
+            return None, [float(v) for v in np.unique(np.round(data[not_integral], 3))[:8]]
         data = as_int
-    data = data.astype(np.int64, copy=False)
-    lo, hi = int(data.min()), int(data.max())
-    if lo >= 0 and hi <= max(allowed):
-        present = np.flatnonzero(np.bincount(data.ravel(), minlength=hi + 1))
-    else:
-        present = np.unique(data)
-    bad = [int(v) for v in present if int(v) not in allowed]
-    return (None, bad) if bad else (data, [])
+    lo, hi = data.min(), data.max()
+    if lo < 0 or hi >= len(table):
+        values = np.unique(data)
+        return None, [int(v) for v in values if not 0 <= v < len(table) or table[int(v)] == _INVALID][:8]
+    mapped = table[data.astype(np.intp, copy=False) if data.dtype.kind == "f" else data]
+    invalid = mapped == _INVALID
+    if invalid.any():
+        return None, [int(v) for v in np.unique(data[invalid])[:8]]
+    return mapped, []
 
 
-def to_nnunet_labels(brats: np.ndarray) -> np.ndarray:
-    """BraTS labels (0, 1, 2, 4; integer array) -> nnU-Net labels (0-3), uint8."""
-    return _TO_NNUNET[brats]
+def to_nnunet_labels(brats: np.ndarray) -> tuple[np.ndarray | None, list]:
+    """BraTS labels (0, 1, 2, 4) -> nnU-Net labels (0-3), uint8; or ``None`` and the bad values."""
+    return _remap(brats, _TO_NNUNET)
 
 
-def to_brats_labels(nnunet: np.ndarray) -> np.ndarray:
-    """nnU-Net labels (0-3; integer array) -> BraTS labels (0, 1, 2, 4), uint8."""
-    return _TO_BRATS[nnunet]
+def to_brats_labels(nnunet: np.ndarray) -> tuple[np.ndarray | None, list]:
+    """nnU-Net labels (0-3) -> BraTS labels (0, 1, 2, 4), uint8; or ``None`` and the bad values."""
+    return _remap(nnunet, _TO_BRATS)
 
 
 @dataclass
@@ -187,6 +188,8 @@ def scan_case(folder: Path, *, training: bool, grade: str | None = None) -> tupl
                             f"{case.case}_{{{','.join(MODALITIES)},seg}}.nii[.gz]); remove or rename it")
             continue
         found.setdefault(role, []).append(path)
+    if not found and not problems:
+        return case, [f"case {case.case}: {folder} holds no .nii/.nii.gz files"]
     for role in (*MODALITIES, "seg") if training else MODALITIES:
         paths = found.get(role, [])
         if not paths:
@@ -248,6 +251,9 @@ def scan_release(src: Path, year: int, *, training: bool = True) -> tuple[list[R
         case, case_problems = scan_case(folder, training=training, grade=grade)
         cases.append(case)
         problems += case_problems
+    if all(not c.images and c.seg is None for c in cases):
+        raise DruwasError(f"no case folder with images in {src}; pass the BraTS {year} {kind} release folder "
+                          f"itself (the one holding the case folders)")
     seen: dict[str, Path] = {}
     for case in cases:
         if case.case in seen:

@@ -25,7 +25,7 @@ from typing import Sequence
 from nnunetv2_druwas.data import NiftiFile, nifti_gz_bytes, parallel_map, raise_problems, staged_folder
 from nnunetv2_druwas.data.brats import (
     BRATS_LABELS, CHANNEL_NAMES, DEFAULT_DATASET_IDS, MODALITIES, REFERENCES, REGION_LABELS,
-    REGIONS_CLASS_ORDER, ReleaseCase, check_year, dataset_name, integer_labels, scan_release,
+    REGIONS_CLASS_ORDER, ReleaseCase, check_year, dataset_name, scan_release,
     to_nnunet_labels,
 )
 from nnunetv2_druwas.errors import DruwasError
@@ -88,7 +88,7 @@ class _CaseJob:
 
 
 def _check_case(case: ReleaseCase, files: dict[str, NiftiFile]) -> list[str]:
-    """Shape, affine and value problems of one case's files (already read)."""
+    """Shape, affine and finiteness problems of one case's files (already read)."""
     import numpy as np
 
     problems = []
@@ -108,11 +108,6 @@ def _check_case(case: ReleaseCase, files: dict[str, NiftiFile]) -> list[str]:
                                 f"{reference.path.name}; all modalities must share one geometry")
         if role != "seg" and np.issubdtype(f.array.dtype, np.floating) and not np.isfinite(f.array).all():
             problems.append(f"{where} contains NaN or infinite values")
-    if "seg" in files:
-        _, bad = integer_labels(files["seg"].array, BRATS_LABELS)
-        if bad:
-            problems.append(f"case {case.case}: {files['seg'].path} has label values {bad}; "
-                            f"BraTS segmentations hold only {list(BRATS_LABELS)}")
     return problems
 
 
@@ -135,14 +130,19 @@ def _convert_case(job: _CaseJob) -> list[str]:
     if problems:
         return problems
     problems = _check_case(case, files)
+    labels = None
+    if job.labels_dir is not None:
+        labels, bad = to_nnunet_labels(files["seg"].array)
+        if bad:
+            problems.append(f"case {case.case}: {files['seg'].path} has label values {bad}; "
+                            f"BraTS segmentations hold only {list(BRATS_LABELS)}")
     if problems:
         return problems
     for channel, modality in enumerate(MODALITIES):
         (job.images_dir / f"{case.case}_{channel:04d}{FILE_ENDING}").write_bytes(files[modality].gz_bytes)
     if job.labels_dir is not None:
         seg = files["seg"]
-        labels, _ = integer_labels(seg.array, BRATS_LABELS)
-        image = nib.Nifti1Image(to_nnunet_labels(labels), seg.image.affine, seg.image.header)
+        image = nib.Nifti1Image(labels, seg.image.affine, seg.image.header)
         image.set_data_dtype(np.uint8)
         image.header.set_slope_inter(1, 0)
         (job.labels_dir / f"{case.case}{FILE_ENDING}").write_bytes(nifti_gz_bytes(image))

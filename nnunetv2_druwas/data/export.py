@@ -22,12 +22,11 @@ from pathlib import Path
 
 from nnunetv2_druwas.data import NiftiFile, nifti_gz_bytes, parallel_map, raise_problems, staged_folder
 from nnunetv2_druwas.data.brats import (
-    CASE_PREFIXES, DEFAULT_DATASET_IDS, REGION_LABELS, REGIONS_CLASS_ORDER, check_year, integer_labels,
+    CASE_PREFIXES, DEFAULT_DATASET_IDS, REGION_LABELS, REGIONS_CLASS_ORDER, check_year,
     portal_file_name, to_brats_labels,
 )
 from nnunetv2_druwas.errors import DruwasError
 
-NNUNET_LABELS = (0, 1, 2, 3)
 #: files nnU-Net writes into a prediction folder besides the segmentations.
 PREDICTION_SIDECARS = ("dataset.json", "plans.json", "predict_from_raw_data_args.json", "summary.json")
 SIDECAR_SUFFIXES = (".npz", ".pkl")
@@ -50,11 +49,11 @@ def _export_case(job: _ExportJob) -> list[str]:
         return [str(e)]
     if pred.array.ndim != 3:
         return [f"{job.source} is {pred.array.ndim}-D; a prediction is one 3-D label volume"]
-    labels, bad = integer_labels(pred.array, NNUNET_LABELS)
+    labels, bad = to_brats_labels(pred.array)
     if bad:
         return [f"{job.source} has label values {bad}; nnU-Net predictions of a converted BraTS dataset hold "
                 f"only 0-3 (is it already in BraTS labels, or from another dataset?)"]
-    image = nib.Nifti1Image(to_brats_labels(labels), pred.image.affine, pred.image.header)
+    image = nib.Nifti1Image(labels, pred.image.affine, pred.image.header)
     image.set_data_dtype(np.uint8)
     image.header.set_slope_inter(1, 0)
     job.target.write_bytes(nifti_gz_bytes(image))
