@@ -44,14 +44,15 @@ REFERENCES = {
 #: 2018 and 2019 training releases sort cases into these folders; 2020 and all validation
 #: releases are one flat folder of case folders.
 GRADE_FOLDERS = ("HGG", "LGG")
-#: case folder names of each release, as ``prefix.format(i)`` (used by the synthetic releases).
-CASE_NAMES = {
-    2018: ("Brats18_SYN_{:03d}_1", "Brats18_SYN_{:03d}_1"),
-    2019: ("BraTS19_SYN_{:03d}_1", "BraTS19_SYN_{:03d}_1"),
-    2020: ("BraTS20_Training_{:03d}", "BraTS20_Validation_{:03d}"),
-}
 #: how the case identifiers of each year's releases begin (compared case-insensitively).
 CASE_PREFIXES = {2018: "Brats18_", 2019: "BraTS19_", 2020: "BraTS20_"}
+#: case folder names of (training, validation) releases, as ``name.format(i)``; real 2018/2019
+#: names carry institution codes (``Brats18_CBICA_AAB_1``), the synthetic ones ``SYN``.
+CASE_NAMES = {
+    2018: (f"{CASE_PREFIXES[2018]}SYN_{{:03d}}_1",) * 2,
+    2019: (f"{CASE_PREFIXES[2019]}SYN_{{:03d}}_1",) * 2,
+    2020: (f"{CASE_PREFIXES[2020]}Training_{{:03d}}", f"{CASE_PREFIXES[2020]}Validation_{{:03d}}"),
+}
 #: the 2020 training release names the segmentation of case 355 ``W39_1998.09.19_Segm.nii``.
 QUIRK_2020_CASE = "BraTS20_Training_355"
 QUIRK_2020_SEG = "W39_1998.09.19_Segm.nii"

@@ -264,18 +264,12 @@ def convert_brats(src: str | Path, year: int, dataset_id: int | None = None, *,
     if splits_file is not None:
         splits_file.parent.mkdir(parents=True, exist_ok=True)
         splits_file.write_text(json.dumps(folds, indent=2))
-    else:
-        stale = nnunet_folder_or_none("nnUNet_preprocessed")
-        if overwrite and stale is not None and (stale / name / "splits_final.json").exists():
-            print(f"note: {stale / name / 'splits_final.json'} is from an earlier conversion; delete it "
-                  f"if the cases changed", file=sys.stderr)
+    elif overwrite:
+        stale = Path(os.environ.get("nnUNet_preprocessed", "/nonexistent")) / name / "splits_final.json"
+        if stale.exists():
+            print(f"note: {stale} is from an earlier conversion; delete it if the cases changed",
+                  file=sys.stderr)
     return target
-
-
-def nnunet_folder_or_none(variable: str) -> Path | None:
-    """The folder an nnU-Net variable names, or ``None`` when unset or missing."""
-    value = os.environ.get(variable)
-    return Path(value) if value and Path(value).is_dir() else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
