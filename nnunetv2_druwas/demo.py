@@ -12,12 +12,13 @@ deletes the work folder first, which it only does for a folder it created itself
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nnunetv2_druwas.errors import DruwasError
@@ -64,15 +65,28 @@ def demo_environment(workdir: Path) -> dict[str, str]:
     return env
 
 
-def prepare_workdir(workdir: Path, fresh: bool) -> None:
-    """Create (or with ``fresh`` wipe and recreate) the work folder; refuse folders that are not ours."""
-    if workdir.exists() and any(workdir.iterdir()) and not (workdir / MARKER).exists():
+def prepare_workdir(workdir: Path, fresh: bool, settings: DemoSettings) -> None:
+    """Create (or with ``fresh`` wipe and recreate) the work folder; refuse folders that are not ours.
+
+    The marker file records the settings, so a resumed run cannot mix data or training lengths.
+    """
+    marker = workdir / MARKER
+    if workdir.exists() and any(workdir.iterdir()) and not marker.exists():
         raise DruwasError(f"{workdir} exists, is not empty and was not made by the demo; "
                           f"choose another --workdir (nothing was changed)")
+    wanted = json.loads(json.dumps(asdict(settings)))  # tuples as lists, as read back from JSON
+    if marker.exists() and not fresh:
+        try:
+            previous = json.loads(marker.read_text())["settings"]
+        except (ValueError, KeyError):
+            previous = None
+        if previous != wanted:
+            raise DruwasError(f"{workdir} holds a demo run with other settings ({previous}); resume it with "
+                              f"those settings, or add --fresh to delete it and start over")
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / MARKER).write_text("made by `nnunetv2_druwas demo`; safe to delete\n")
+    marker.write_text(json.dumps({"made_by": "nnunetv2_druwas demo (safe to delete)", "settings": wanted}))
 
 
 class _Steps:
@@ -118,7 +132,7 @@ def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
     from nnunetv2_druwas.variants import VARIANTS
 
     workdir = Path(workdir).resolve()
-    prepare_workdir(workdir, fresh)
+    prepare_workdir(workdir, fresh, settings)
     env = demo_environment(workdir)
     env.update(DRUWAS_EPOCHS=str(settings.epochs), DRUWAS_ITERS=str(settings.iters))
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
