@@ -416,7 +416,8 @@ class DRUwASUNet(nn.Module):
                              f"activation so that networks with different activations share their state_dict")
         for f in features_per_stage:
             _groups(f, norm_groups)
-            _groups(max(1, f // 2), norm_groups)  # attention gate width
+            if attention_gate:
+                _groups(max(1, f // 2), norm_groups)  # the gate's intermediate width
 
         self.residual = residual
         self.attention_gate = attention_gate
