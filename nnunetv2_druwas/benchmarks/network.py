@@ -112,8 +112,8 @@ def cpu_peak_memory_child(name: str, patch: int, batch: int) -> int:
 
 def cpu_peak_memory(name: str, patch: int, batch: int, threads: int) -> int:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([sys.executable, "-m", "nnunetv2_druwas.benchmarks.network", "--child", name, "--patch", str(patch),
-                          "--batch", str(batch), "--threads", str(threads)],
+    out = subprocess.run([sys.executable, "-m", "nnunetv2_druwas.benchmarks.network", "--child", name,
+                          "--patch", str(patch), "--batch", str(batch), "--threads", str(threads)],
                          env=env, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"memory measurement of {name} failed:\n{out.stderr[-3000:]}")
