@@ -32,12 +32,10 @@ from nnunetv2_druwas.evaluation.metrics import BRATS_EMPTY_HD95, LABEL_CONVENTIO
 SHAPE = (240, 240, 155)
 
 
-def synthetic_tumour(rng: np.random.Generator, center: np.ndarray, radius: float,
-                     noise: np.ndarray) -> np.ndarray:
+def synthetic_tumour(center: np.ndarray, radius: float, noise: np.ndarray) -> np.ndarray:
     """A label map (1 edema, 2 necrosis, 3 enhancing) of an irregular tumour.
 
     Args:
-        rng: random generator (unused draws keep cases different).
         center: tumour centre in voxels.
         radius: mean whole-tumour radius in voxels.
         noise: smooth field of SHAPE that makes the outline irregular.
@@ -76,12 +74,12 @@ def write_cases(folder: Path, n_cases: int, seed: int = 0) -> tuple[Path, Path]:
         center = rng.uniform([80, 80, 50], [160, 160, 105])
         radius = rng.uniform(26, 38)
         noise = smooth_field(rng, 0.25)
-        gt = synthetic_tumour(rng, center, radius, noise)
-        pred = synthetic_tumour(rng, center + rng.normal(0, 1.0, 3), radius * rng.uniform(0.95, 1.05),
+        gt = synthetic_tumour(center, radius, noise)
+        pred = synthetic_tumour(center + rng.normal(0, 1.0, 3), radius * rng.uniform(0.95, 1.05),
                                 noise + smooth_field(rng, 0.04))
         if i % 3 == 1:  # a false-positive blob far from the tumour
             blob_center = np.where(center < 120, center + 60, center - 60)
-            pred = np.maximum(pred, synthetic_tumour(rng, blob_center, 4.0, 0 * noise))
+            pred = np.maximum(pred, synthetic_tumour(blob_center, 4.0, np.zeros(SHAPE)))
         if i % 3 == 2:  # the prediction misses the enhancing tumour
             pred[pred == 3] = 2
         nib.save(nib.Nifti1Image(gt, affine), gt_dir / f"CASE_{i:03d}.nii.gz")
@@ -128,12 +126,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=6, help="number of synthetic cases (default 6)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats per setting (default 3)")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2],
+                        help="process counts to compare (default 1 2)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         pred_dir, gt_dir = write_cases(Path(tmp), args.cases)
         print(f"{args.cases} synthetic cases of {SHAPE}, regions WT/TC/ET, HD95 'brats'; "
               f"medians of {args.repeats} alternating runs")
-        for processes in (1, 2):
+        for processes in args.processes:
             times: dict[str, list[float]] = {"ours": [], "medpy": []}
             results: dict[str, np.ndarray] = {}
             for _ in range(args.repeats):

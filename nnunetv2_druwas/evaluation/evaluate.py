@@ -21,10 +21,9 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
-import pandas as pd
 
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.evaluation.metrics import (BRATS_EMPTY_HD95, HD95_DEFINITIONS, LABEL_CONVENTIONS,
@@ -36,6 +35,9 @@ SPACING_TOLERANCE = 1e-4
 REGION_NAMES = {"whole tumor": "WT", "wt": "WT", "tumor core": "TC", "tc": "TC",
                 "enhancing tumor": "ET", "et": "ET"}
 SUMMARY_METRICS = ("dice", "hd95")
+
+if TYPE_CHECKING:  # pandas is imported where it is used, so worker processes start faster
+    import pandas as pd
 
 
 def find_cases(folder: Path) -> dict[str, Path]:
@@ -197,6 +199,8 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
         ``df.attrs["extra_predictions"]`` lists predictions without ground truth (not scored;
         predictions of ground-truth cases left out by ``cases`` are ignored silently).
     """
+    import pandas as pd
+
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for name, folder in (("prediction", pred_dir), ("ground-truth", gt_dir)):
         if not folder.is_dir():
