@@ -696,6 +696,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise DruwasError("give --out, the folder for the job scripts")
+    if args.submit and args.format != "slurm":
+        raise DruwasError("--submit needs --format slurm (run_all.sh of --format shell runs without SLURM)")
     settings = JobSettings(device=args.device, partition=args.partition, time=args.time, mem=args.mem,
                            account=args.account, cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task,
                            sbatch_extra=tuple(args.sbatch_extra), tables_args=tuple(shlex.split(args.tables_args)))
@@ -705,8 +707,6 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "shell":
         print(f"run them with: bash {args.out.resolve() / 'run_all.sh'}")
     if args.submit:
-        if args.format != "slurm":
-            raise DruwasError("--submit needs --format slurm")
         for name, job_id in submit(jobs, args.out).items():
             print(f"{job_id}\t{name}")
     return 0

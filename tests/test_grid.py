@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -217,3 +216,100 @@ def test_paper_recipe_epochs_come_from_the_trainers():
     assert grid.recipe_epochs(FULL) == 100
     assert grid.recipe_epochs(SWISH) == 60
     assert grid.recipe_epochs(f"{FULL}_nnUNetRecipe") == grid.NNUNET_DEFAULT_EPOCHS
+
+
+# --- a real single-node SLURM ----------------------------------------------------------------
+
+def sinfo_answers() -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> None:
+    """A SLURM cluster that answers: this machine's, or the single node .ci/slurm.sh installs and starts."""
+    if not sinfo_answers():
+        proc = subprocess.run(["bash", str(REPO / ".ci" / "slurm.sh"), "start"], capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, f".ci/slurm.sh start failed:\n{proc.stdout}\n{proc.stderr}"
+    assert sinfo_answers()
+
+
+def wait_for_jobs(job_ids: set[str], out: Path, timeout: float = 900) -> None:
+    """Poll squeue until none of these jobs is queued or running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        queue = grid.queue_states()
+        assert queue is not None, "squeue stopped answering"
+        if not {array_id for array_id, _ in queue} & job_ids:
+            return
+        time.sleep(3)
+    pytest.fail(f"jobs {job_ids} still in the queue after {timeout} s:\n{logs_text(out)}")
+
+
+def logs_text(out: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((out / "logs").glob("*.log")))
+
+
+def log_times(out: Path) -> dict[str, tuple[float, float]]:
+    """Job (and fold) -> (start, end) from the lines every job script writes to its log."""
+    times: dict[str, dict[str, float]] = {}
+    for log in (out / "logs").glob("*.log"):
+        for match in re.finditer(rf"^{re.escape(grid.LOG_MARK)} (start|end) (.+?) (\d+\.\d+)", log.read_text(), re.M):
+            times.setdefault(match[2], {})[match[1]] = float(match[3])
+    return {name: (t["start"], t["end"]) for name, t in times.items() if "start" in t and "end" in t}
+
+
+def test_grid_runs_on_a_real_slurm_cluster_in_dependency_order(slurm_cluster, tiny_preprocessed, tmp_path):
+    env = results_env(tiny_preprocessed, tmp_path / "results", DRUWAS_EPOCHS="1", DRUWAS_ITERS="2")
+    results = Path(env["nnUNet_results"])
+    out = tmp_path / "grid"
+    command = ["nnunetv2_druwas", "grid", "-d", str(TINY_ID), "-c", "2d", "-f", "0", "--trainers", FULL, SWISH,
+               "--device", "cpu", "--out", str(out), "--tables-args", "--year-override 990=2020 --no-plots "
+               "--n-resamples 99"]
+    submitted = run_command([*command, "--submit"], env)
+    ids = {name: job["id"] for name, job in json.loads((out / "submitted.json").read_text())["jobs"].items()}
+    full, swish = (grid.array_name(DATASET, t, "nnUNetPlans", "2d") for t in (FULL, SWISH))
+    assert list(ids) == [full, swish, grid.TABLES_JOB]
+    assert all(f"{job_id}\t{name}" in submitted.stdout for name, job_id in ids.items())
+    # while ReLU trains (tens of seconds at least), the Swish task waits in the queue for it
+    status = run_command(["nnunetv2_druwas", "grid", "--status", "--out", str(out)], env).stdout
+    assert re.search(rf"{FULL} +0 +(queued|running) +{ids[full]}_0", status), status
+    assert re.search(rf"{SWISH} +0 +queued +{ids[swish]}_0", status), status
+    wait_for_jobs(set(ids.values()), out)
+
+    # the order the dependencies impose, from the start / end lines of the logs
+    times = log_times(out)
+    assert set(times) == {f"{full} fold 0", f"{swish} fold 0", grid.TABLES_JOB}, logs_text(out)
+    assert times[f"{full} fold 0"][1] <= times[f"{swish} fold 0"][0], logs_text(out)
+    assert times[f"{swish} fold 0"][1] <= times[grid.TABLES_JOB][0], logs_text(out)
+    swish_fold = grid.Run(DATASET, "2d", SWISH, "nnUNetPlans", 0).fold_dir(results)
+    assert json.loads((swish_fold / "continuation.json").read_text())  # started from the ReLU weights
+    table4 = (out / "tables" / "table4.csv").read_text()
+    assert FULL in table4 and SWISH in table4
+
+    status = run_command(["nnunetv2_druwas", "grid", "--status", "--out", str(out)], env).stdout
+    assert re.search(rf"{FULL} +0 +done", status) and re.search(rf"{SWISH} +0 +done", status), status
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run(command, env=env, check=True, capture_output=True)   # refuses to overwrite
+
+    # a finished grid written again is only the tables job
+    run_command([*command[:-4], "--out", str(tmp_path / "again")], env)
+    assert json.loads((tmp_path / "again" / "grid.json").read_text())["jobs"] == {grid.TABLES_JOB: []}
+
+    # an interrupted Swish fold: reported incomplete, resumed with --c by the shell format's run_all.sh
+    (swish_fold / "brats_metrics.csv").unlink()
+    (swish_fold / "checkpoint_final.pth").rename(swish_fold / "checkpoint_latest.pth")
+    status = run_command(["nnunetv2_druwas", "grid", "--status", "--out", str(out)], env).stdout
+    assert re.search(rf"{SWISH} +0 +incomplete", status), status
+    shell_out = tmp_path / "shell"
+    run_command([*command[:-4], "--format", "shell", "--out", str(shell_out), "--tables-args", "--no-plots "
+                 "--n-resamples 99"], env)
+    assert set(json.loads((shell_out / "grid.json").read_text())["jobs"]) == {swish, grid.TABLES_JOB}
+    run_command(["bash", str(shell_out / "run_all.sh")], env)
+    resumed = (shell_out / "logs" / f"{swish}__fold0.log").read_text()
+    assert re.search(rf"running: .*nnUNetv2_train {DATASET} 2d 0 -tr {SWISH} .* --c$", resumed, re.M), resumed
+    assert grid.fold_state(swish_fold) == "done"
+    assert (shell_out / "tables" / "table4.csv").is_file()
