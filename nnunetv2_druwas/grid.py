@@ -236,9 +236,9 @@ def _train_body(dataset: str, configuration: str, trainer: str, plans: str, devi
         "else",
         "    resume=()  # --c continues from checkpoint_latest (or only redoes the final validation)",
         '    if [[ -f "$fold_dir/checkpoint_latest.pth" || -f "$fold_dir/checkpoint_final.pth" ]]; then resume=(--c); fi',
-        f'    command=({train} "${{resume[@]}}")',
-        '    echo "running: ${command[*]}"',
-        '    "${command[@]}"',
+        f'    train=({train} "${{resume[@]}}")',
+        '    echo "running: ${train[*]}"',
+        '    "${train[@]}"',
         "fi",
     )
 
@@ -580,30 +580,38 @@ def format_status(rows: Sequence[dict]) -> str:
 
 # --- cost --------------------------------------------------------------------------------------
 
-def gpu_hours(epoch_seconds: float, *, datasets: int = 3, folds: int = 5, recipes: Sequence[str] = ("paper",),
+def gpu_hours(epoch_seconds: float, trainers: Sequence[str], *, datasets: int = 3, folds: int = 5,
               epochs: dict[str, int] | None = None) -> list[dict]:
-    """The GPU-hours of a grid: one row per recipe x variant, and a total row.
+    """The GPU-hours of a grid: one row per trainer, and a total row.
 
-    Training only (the final validation and the tables add minutes per fold, not hours).
+    Training only (the final validation and the tables add minutes per fold, not hours). Column
+    ``wall_hours`` is the time from submission to the end of that trainer's folds when every task
+    gets its own GPU at once: its own epochs plus those of the run it continues (Swish after
+    ReLU); the total row gives the longest of them.
 
     Args:
         epoch_seconds: seconds per training epoch on one GPU (nnU-Net's epoch: 250 iterations).
+        trainers: DRUwAS trainer names (:func:`select_trainers`).
         datasets: number of datasets (3 for BraTS 2018, 2019, 2020).
         folds: folds per dataset (nnU-Net's 5-fold cross-validation).
-        recipes: ``paper`` and/or ``nnunet``.
-        epochs: trainer name -> epochs; None takes each trainer's epochs from
-            :func:`recipe_epochs`.
+        epochs: trainer name -> epochs, for trainers whose length differs from
+            :func:`recipe_epochs` (the trainer's own).
     """
+    def n_epochs(trainer: str) -> int:
+        return (epochs or {}).get(trainer) or recipe_epochs(trainer)
+
+    def chain_epochs(trainer: str | None) -> int:
+        return 0 if trainer is None else n_epochs(trainer) + chain_epochs(continued_trainer(trainer))
+
     rows = []
-    for recipe in recipes:
-        for variant in VARIANTS:
-            trainer = trainer_name(variant, recipe)
-            n_epochs = (epochs or {}).get(trainer) or recipe_epochs(trainer)
-            runs = datasets * folds
-            rows.append(dict(recipe=recipe, variant=variant.key, trainer=trainer, epochs=n_epochs, runs=runs,
-                             gpu_hours=runs * n_epochs * epoch_seconds / 3600))
-    rows.append(dict(recipe="all", variant="total", trainer="", epochs="",
-                     runs=sum(r["runs"] for r in rows), gpu_hours=sum(r["gpu_hours"] for r in rows)))
+    for trainer in trainers:
+        variant, recipe = lookup_trainer(trainer)
+        runs = datasets * folds
+        rows.append(dict(recipe=recipe, variant=variant.key, trainer=trainer, epochs=n_epochs(trainer), runs=runs,
+                         gpu_hours=runs * n_epochs(trainer) * epoch_seconds / 3600,
+                         wall_hours=chain_epochs(trainer) * epoch_seconds / 3600))
+    rows.append(dict(recipe="", variant="total", trainer="", epochs="", runs=sum(r["runs"] for r in rows),
+                     gpu_hours=sum(r["gpu_hours"] for r in rows), wall_hours=max(r["wall_hours"] for r in rows)))
     return rows
 
 
@@ -624,11 +632,13 @@ def recipe_epochs(trainer: str) -> int:
 
 
 def format_gpu_hours(rows: Sequence[dict], epoch_seconds: float) -> str:
-    lines = [f"GPU-hours at {epoch_seconds:g} s per epoch (training only, one GPU per run)",
-             f"{'recipe':<7} {'variant':<9} {'trainer':<44} {'epochs':>6} {'runs':>5} {'GPU-hours':>10}"]
+    """:func:`gpu_hours` as a fixed-width table."""
+    lines = [f"Training time at {epoch_seconds:g} s per epoch on one GPU (one GPU per run)",
+             f"{'recipe':<7} {'variant':<9} {'trainer':<44} {'epochs':>6} {'runs':>5} {'GPU-hours':>10} "
+             f"{'wall hours':>10}"]
     for r in rows:
         lines.append(f"{r['recipe']:<7} {r['variant']:<9} {r['trainer']:<44} {r['epochs']:>6} {r['runs']:>5} "
-                     f"{r['gpu_hours']:>10.1f}")
+                     f"{r['gpu_hours']:>10.1f} {r['wall_hours']:>10.1f}")
     return "\n".join(lines)
 
 
@@ -685,10 +695,9 @@ def run(args: argparse.Namespace) -> int:
     if args.estimate:
         if args.epoch_seconds is None:
             raise DruwasError("--estimate needs --epoch-seconds (seconds per training epoch on one GPU)")
-        recipes = RECIPES if args.recipe == "both" else (args.recipe,)
-        n_datasets = len(args.datasets) if args.datasets else 3
-        print(format_gpu_hours(gpu_hours(args.epoch_seconds, datasets=n_datasets, folds=len(set(args.folds)),
-                                         recipes=recipes), args.epoch_seconds))
+        rows = gpu_hours(args.epoch_seconds, select_trainers(args.trainers, args.recipe),
+                         datasets=len(args.datasets) if args.datasets else 3, folds=len(set(args.folds)))
+        print(format_gpu_hours(rows, args.epoch_seconds))
         return 0
     selection = _selection_from_args(args)
     if args.status:

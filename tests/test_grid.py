@@ -205,11 +205,13 @@ def test_status_from_results_and_queue(env, tmp_path):
 
 
 def test_gpu_hours_multiply_runs_epochs_and_epoch_time():
-    rows = grid.gpu_hours(36.0, datasets=3, folds=5, recipes=("paper",),
-                          epochs={trainer_name(v): 10 for v in VARIANTS})
+    trainers = grid.select_trainers(["all"])
+    rows = grid.gpu_hours(36.0, trainers, datasets=3, folds=5, epochs={t: 10 for t in trainers})
     assert [r["variant"] for r in rows] == [v.key for v in VARIANTS] + ["total"]
     assert all(r["runs"] == 15 and r["gpu_hours"] == pytest.approx(15 * 10 * 36 / 3600) for r in rows[:-1])
     assert rows[-1]["gpu_hours"] == pytest.approx(7 * 1.5)
+    # one GPU per task: the longest chain is ReLU then its Swish continuation
+    assert rows[-1]["wall_hours"] == pytest.approx(20 * 36 / 3600)
 
 
 def test_paper_recipe_epochs_come_from_the_trainers():
