@@ -74,21 +74,22 @@ class Run:
     fold: int
 
     @property
-    def dataset_id(self) -> int:
-        return int(self.dataset[7:10])
-
-    @property
     def array_name(self) -> str:
         """The name of the job array this run belongs to (also its script's file stem)."""
         return array_name(self.dataset, self.trainer, self.plans, self.configuration)
 
     def fold_dir(self, results: Path) -> Path:
-        return Path(results) / self.dataset / f"{self.trainer}__{self.plans}__{self.configuration}" / \
+        return Path(results) / self.dataset / run_folder(self.trainer, self.plans, self.configuration) / \
             f"fold_{self.fold}"
 
 
+def run_folder(trainer: str, plans: str, configuration: str) -> str:
+    """nnU-Net's folder of a trained model inside the dataset's results folder."""
+    return f"{trainer}__{plans}__{configuration}"
+
+
 def array_name(dataset: str, trainer: str, plans: str, configuration: str) -> str:
-    return f"{dataset}__{trainer}__{plans}__{configuration}"
+    return f"{dataset}__{run_folder(trainer, plans, configuration)}"
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ def _executable(name: str) -> str:
 
 def _train_body(dataset: str, configuration: str, trainer: str, plans: str, device: str) -> tuple[str, ...]:
     """The bash that trains one fold, deciding at run time between skip, resume and a fresh start."""
-    fold_dir = f'"$nnUNet_results"/{shlex.quote(dataset)}/{shlex.quote(f"{trainer}__{plans}__{configuration}")}' \
+    fold_dir = f'"$nnUNet_results"/{shlex.quote(dataset)}/{shlex.quote(run_folder(trainer, plans, configuration))}' \
                f'/"fold_$fold"'
     train = " ".join(shlex.quote(a) for a in (_executable("nnUNetv2_train"), dataset, configuration))
     train += f' "$fold" -tr {shlex.quote(trainer)} -p {shlex.quote(plans)} -device {shlex.quote(device)}'

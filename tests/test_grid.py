@@ -186,6 +186,18 @@ def test_submitted_grid_is_not_overwritten(env, tmp_path):
                                                   f".sh").read_text()
 
 
+def test_command_line_errors_name_the_problem(env, tmp_path, capsys):
+    from nnunetv2_druwas.cli import main
+
+    assert main(["grid", "-d", "991", "--out", str(tmp_path / "out")]) == 2
+    assert "error: no dataset with id 991" in capsys.readouterr().err
+    assert main(["grid", "-d", "990", "--format", "shell", "--submit", "--out", str(tmp_path / "out")]) == 2
+    assert "--submit needs --format slurm" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["grid", "--estimate"]) == 2
+    assert "--estimate needs --epoch-seconds" in capsys.readouterr().err
+
+
 def test_status_from_results_and_queue(env, tmp_path):
     results = Path(env["nnUNet_results"])
     out = tmp_path / "out"
