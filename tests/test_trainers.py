@@ -1,0 +1,302 @@
+"""The DRUwAS nnU-Net trainers, driven through nnU-Net's own commands on the tiny dataset (CPU).
+
+Real runs: ``nnUNetv2_train`` for the main trainer, the Swish continuation and its ``--c``
+resume, and ``nnUNetv2_predict``. Every one of the 14 trainers also builds its network and
+takes one real training step in this process (2d configuration, to stay fast).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_ID, TRAINERS, results_env, run_command
+from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.variants import all_trainers
+
+# Short runs for every command here. OMP's passive wait keeps torch's threads from spinning
+# against each other on a busy machine (otherwise a forward pass can be 100x slower).
+SHORT = dict(DRUWAS_EPOCHS=1, DRUWAS_ITERS=2, OMP_WAIT_POLICY="PASSIVE")
+TRAIN = ["nnUNetv2_train", str(TINY_ID), "3d_fullres", "0", "-device", "cpu", "-tr"]
+RELU, SWISH = "nnUNetTrainerDRUwAS", "nnUNetTrainerDRUwASSwish"
+
+
+def fold_dir(env: dict[str, str], trainer: str, configuration: str = "3d_fullres") -> Path:
+    (dataset,) = Path(env["nnUNet_results"]).glob(f"Dataset{TINY_ID:03d}_*")
+    return dataset / f"{trainer}__nnUNetPlans__{configuration}" / "fold_0"
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def in_process_trainer(name: str, configuration: str, env: dict[str, str], monkeypatch):
+    """A trainer of the named class built in this process, as ``nnUNetv2_train`` builds it."""
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    from nnunetv2_druwas.training import trainer_classes
+
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA",
+                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_INIT_CHECKPOINT"):
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+    (preprocessed,) = Path(env["nnUNet_preprocessed"]).glob(f"Dataset{TINY_ID:03d}_*")
+    plans = load_json(str(preprocessed / "nnUNetPlans.json"))
+    plans["continue_training"] = False
+    dataset_json = load_json(str(preprocessed / "dataset.json"))
+    return trainer_classes()[name](plans, configuration, 0, dataset_json, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def relu_run(tiny_preprocessed, tmp_path_factory) -> dict[str, str]:
+    """One real 3d_fullres run of the main trainer; returns its environment."""
+    env = results_env(tiny_preprocessed, tmp_path_factory.mktemp("results"), **SHORT)
+    run_command(TRAIN + [RELU], env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def swish_run(relu_run) -> dict[str, str]:
+    """The Swish continuation of ``relu_run``, in the same results folder."""
+    run_command(TRAIN + [SWISH], relu_run)
+    return relu_run
+
+
+# --- discovery and the env command ----------------------------------------------------------
+
+def test_trainer_module_imports_in_a_fresh_interpreter_and_nnunet_finds_every_name():
+    script = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(TRAINERS)!r})\n"
+        "import druwas\n"
+        "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n"
+        "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name\n"
+        "names = sorted(druwas.__all__)\n"
+        "assert all(issubclass(getattr(druwas, n), nnUNetTrainer) for n in names)\n"
+        "found = {n: recursive_find_trainer_class_by_name(n).__name__ for n in names}\n"
+        "heavy = [m for m in ('nnunetv2_druwas.evaluation', 'medpy', 'monai') if m in sys.modules]\n"
+        "print(json.dumps({'names': names, 'found': found, 'heavy': heavy}))\n")
+    env = dict(os.environ, nnUNet_extTrainer=str(TRAINERS))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["names"] == sorted(all_trainers())
+    assert len(result["names"]) == 14
+    assert result["found"] == {n: n for n in result["names"]}
+    assert result["heavy"] == []
+
+
+def test_env_prints_the_trainer_folder_and_reports_data_folders(tmp_path, capsys):
+    from nnunetv2_druwas.cli import main
+    from nnunetv2_druwas.env import environment_lines, trainers_dir
+
+    assert trainers_dir() == TRAINERS.resolve()
+    results = tmp_path / "results"
+    results.mkdir()
+    lines = environment_lines({"nnUNet_results": str(results), "nnUNet_raw": str(tmp_path / "absent"),
+                               "nnUNet_extTrainer": os.pathsep.join(["/other/trainers", str(TRAINERS)])})
+    assert lines[0] == f"export nnUNet_extTrainer={TRAINERS.resolve()}{os.pathsep}/other/trainers"
+    assert f"export nnUNet_results={results}" in lines
+    assert any(line.startswith("# nnUNet_raw=") and "not a folder" in line for line in lines)
+    assert any(line.startswith("# nnUNet_preprocessed is not set") for line in lines)
+    assert main(["env", "--trainers-dir"]) == 0
+    assert capsys.readouterr().out.strip() == str(TRAINERS.resolve())
+
+
+# --- recipes and overrides, in process ------------------------------------------------------
+
+def test_recipes_and_length_overrides(tiny_preprocessed, tmp_path, monkeypatch):
+    from nnunetv2_druwas.training import DRUwASPaperRecipeTrainer
+
+    env = results_env(tiny_preprocessed, tmp_path)
+    paper = in_process_trainer(RELU, "3d_fullres", env, monkeypatch)
+    assert isinstance(paper, DRUwASPaperRecipeTrainer)
+    assert (paper.num_epochs, paper.initial_lr, paper.num_iterations_per_epoch) == (100, 5e-4, 250)
+    assert in_process_trainer(SWISH, "3d_fullres", env, monkeypatch).num_epochs == 60
+    nnunet = in_process_trainer(RELU + "_nnUNetRecipe", "3d_fullres", env, monkeypatch)
+    assert (nnunet.num_epochs, nnunet.initial_lr, nnunet.weight_decay) == (1000, 1e-2, 3e-5)
+    assert in_process_trainer(SWISH + "_nnUNetRecipe", "3d_fullres", env, monkeypatch).num_epochs == 1000
+    # the tiny plan asks for batch 2 (nnU-Net's 5 %-of-the-data cap); the memory budget allows the paper's 4
+    assert paper.configuration_manager.batch_size == 2 and paper.paper_batch_size() == 4
+
+    short = in_process_trainer("nnUNetTrainerDRUwAS_SA_nnUNetRecipe", "2d",
+                               dict(env, DRUWAS_EPOCHS="3", DRUWAS_ITERS="10"), monkeypatch)
+    assert (short.num_epochs, short.num_iterations_per_epoch, short.num_val_iterations_per_epoch) == (3, 10, 2)
+    assert in_process_trainer(SWISH, "2d", dict(env, DRUWAS_ITERS="1"), monkeypatch).num_val_iterations_per_epoch == 1
+    for bad in ("0", "ten", "-2"):
+        with pytest.raises(DruwasError, match="DRUWAS_EPOCHS"):
+            in_process_trainer(RELU, "2d", dict(env, DRUWAS_EPOCHS=bad), monkeypatch)
+
+
+@pytest.mark.parametrize("name", sorted(all_trainers()))
+def test_every_trainer_builds_its_network_and_takes_a_training_step(name, tiny_preprocessed, tmp_path, monkeypatch):
+    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+    from nnunetv2_druwas.network import DRUwASUNet
+    from nnunetv2_druwas.training import PlateauOnValidation
+
+    variant, recipe = all_trainers()[name]
+    torch.manual_seed(0)
+    trainer = in_process_trainer(name, "2d", results_env(tiny_preprocessed, tmp_path, nnUNet_n_proc_DA="0"),
+                                 monkeypatch)
+    trainer.initialize()
+    network = trainer.bare_network()
+    assert isinstance(network, DRUwASUNet) and network.encoder.conv_op is torch.nn.Conv2d
+    assert any(isinstance(m, torch.nn.SiLU) for m in network.modules()) == (variant.nonlin == "swish")
+    expected = (torch.optim.Adam, PlateauOnValidation) if recipe == "paper" else (torch.optim.SGD, PolyLRScheduler)
+    assert (type(trainer.optimizer), type(trainer.lr_scheduler)) == expected
+    assert trainer.batch_size == (4 if recipe == "paper" else trainer.configuration_manager.batch_size)
+
+    train_loader, val_loader = trainer.get_dataloaders()
+    batch = next(train_loader)
+    # one target per network output: the deep-supervision scales follow the network, not the plan
+    trainer.network.train()
+    with torch.no_grad():
+        outputs = trainer.network(batch["data"])
+    assert [o.shape[2:] for o in outputs] == [t.shape[2:] for t in batch["target"]]
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    loss = trainer.train_step(batch)["loss"]
+    assert np.isfinite(loss)
+    assert any(not torch.equal(before[k], v) for k, v in network.state_dict().items())
+    assert np.isfinite(trainer.validation_step(next(val_loader))["loss"])
+
+
+def test_plateau_schedule_lowers_the_rate_and_is_rebuilt_on_resume(tiny_preprocessed, tmp_path, monkeypatch):
+    env = results_env(tiny_preprocessed, tmp_path)
+    trainer = in_process_trainer("nnUNetTrainerDRUwAS_Baseline", "2d", env, monkeypatch)
+    trainer.initialize()
+    trainer.lr_scheduler.step(3)   # nnU-Net's per-epoch call passes the epoch: ignored
+    for epoch in range(6):         # a flat signal: best at epoch 0, five epochs without improvement > patience 4
+        trainer.logger.log("mean_fg_dice", 0.5, epoch)
+        trainer.lr_scheduler.observe(trainer.logger.get_value("ema_fg_dice", step=-1))
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        assert lr == pytest.approx(5e-4 if epoch < 5 else 5e-5)
+    trainer.current_epoch = 5
+    trainer.save_checkpoint(str(tmp_path / "checkpoint.pth"))
+
+    resumed = in_process_trainer("nnUNetTrainerDRUwAS_Baseline", "2d", env, monkeypatch)
+    resumed.load_checkpoint(str(tmp_path / "checkpoint.pth"))
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(5e-5)
+    state = {k: v for k, v in trainer.lr_scheduler.state_dict().items() if k in ("best", "num_bad_epochs", "_last_lr")}
+    assert {k: resumed.lr_scheduler.state_dict()[k] for k in state} == state
+
+
+# --- real runs ------------------------------------------------------------------------------
+
+def test_main_trainer_trains_validates_and_writes_brats_metrics(relu_run):
+    import pandas as pd
+
+    fold = fold_dir(relu_run, RELU)
+    checkpoint = load_checkpoint(fold / "checkpoint_final.pth")
+    assert checkpoint["trainer_name"] == RELU and checkpoint["current_epoch"] == 1
+    assert (fold / "progress.png").is_file()
+    splits = json.loads((Path(relu_run["nnUNet_preprocessed"]).glob(f"Dataset{TINY_ID:03d}_*").__next__()
+                         / "splits_final.json").read_text())
+    validation_cases = sorted(splits[0]["val"])
+    assert sorted(p.name[:-len(".nii.gz")] for p in (fold / "validation").glob("*.nii.gz")) == validation_cases
+    metrics = pd.read_csv(fold / "brats_metrics.csv")
+    assert sorted(metrics["case"].unique()) == validation_cases
+    assert sorted(metrics["region"].unique()) == ["ET", "TC", "WT"]
+    assert metrics["dice"].between(0, 1).all() and not metrics["missing"].any()
+    assert (fold / "brats_metrics_summary.csv").is_file()
+    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    assert "DRUWAS_EPOCHS=1: 1 epochs instead of 100" in log
+    assert "batch size 4 instead of the plan's 2" in log
+
+
+def test_swish_continuation_starts_from_the_relu_weights(swish_run):
+    from nnunetv2_druwas.training import state_dict_digest
+
+    relu_path = fold_dir(swish_run, RELU) / "checkpoint_final.pth"
+    fold = fold_dir(swish_run, SWISH)
+    record = json.loads((fold / "continuation.json").read_text())
+    relu = load_checkpoint(relu_path)["network_weights"]
+    assert record["checkpoint"] == str(relu_path.resolve())
+    assert record["checkpoint_sha256"] == hashlib.sha256(relu_path.read_bytes()).hexdigest()
+    assert record["source_trainer"] == RELU
+    assert record["weights_sha256"] == state_dict_digest(relu)
+    # after two Adam steps at lr 5e-4 every weight is still within 1e-2 of the ReLU weights;
+    # a fresh He initialisation is not (its convolution weights differ by ~0.1-1)
+    swish = load_checkpoint(fold / "checkpoint_final.pth")
+    assert swish["trainer_name"] == SWISH and set(swish["network_weights"]) == set(relu)
+    for key, value in relu.items():
+        assert (swish["network_weights"][key] - value).abs().max() <= 1e-2, key
+    assert (fold / "brats_metrics.csv").is_file()
+
+
+def test_swish_resume_continues_its_own_run_without_reloading(swish_run):
+    fold = fold_dir(swish_run, SWISH)
+    record = (fold / "continuation.json").read_bytes()
+    logs_before = set(fold.glob("training_log_*.txt"))
+    run_command(TRAIN + [SWISH, "--c"], dict(swish_run, DRUWAS_EPOCHS="2"))
+    assert load_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 2
+    (new_log,) = set(fold.glob("training_log_*.txt")) - logs_before
+    text = new_log.read_text()
+    assert "Epoch 1" in text and "Epoch 0" not in text
+    assert "Continuation:" not in text
+    assert (fold / "continuation.json").read_bytes() == record
+
+
+def test_swish_without_the_relu_run_fails_with_the_command_to_run(tiny_preprocessed, tmp_path, monkeypatch):
+    trainer = in_process_trainer(SWISH, "2d", results_env(tiny_preprocessed, tmp_path / "empty"), monkeypatch)
+    with pytest.raises(DruwasError) as error:
+        trainer.on_train_start()
+    message = str(error.value)
+    expected = (tmp_path / "empty" / f"Dataset{TINY_ID:03d}_Tiny" / f"{RELU}__nnUNetPlans__2d" / "fold_0"
+                / "checkpoint_final.pth")
+    assert str(expected) in message
+    assert f"nnUNetv2_train Dataset{TINY_ID:03d}_Tiny 2d 0 -tr {RELU} -p nnUNetPlans" in message
+    assert "DRUWAS_INIT_CHECKPOINT" in message
+
+    missing = in_process_trainer(SWISH, "2d", results_env(tiny_preprocessed, tmp_path / "empty",
+                                                          DRUWAS_INIT_CHECKPOINT=str(tmp_path / "nope.pth")),
+                                 monkeypatch)
+    with pytest.raises(DruwasError, match="nope.pth: no such checkpoint"):
+        missing.continuation_checkpoint()
+
+
+def test_explicit_init_checkpoint_loads_every_weight_exactly(relu_run, tmp_path, monkeypatch):
+    source = tmp_path / "elsewhere.pth"
+    shutil.copy(fold_dir(relu_run, RELU) / "checkpoint_final.pth", source)
+    env = results_env(relu_run, tmp_path / "results", DRUWAS_INIT_CHECKPOINT=str(source))
+    trainer = in_process_trainer(SWISH, "3d_fullres", env, monkeypatch)
+    trainer.initialize()
+    trainer.load_continuation_weights()
+    loaded = trainer.bare_network().state_dict()
+    expected = load_checkpoint(source)["network_weights"]
+    assert set(loaded) == set(expected)
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)   # head included
+    assert json.loads((Path(trainer.output_folder) / "continuation.json").read_text())["checkpoint"] == str(source)
+
+    baseline = in_process_trainer("nnUNetTrainerDRUwAS_Baseline", "3d_fullres", env, monkeypatch)
+    baseline.initialize()
+    with pytest.raises(DruwasError, match="do not fit the network of nnUNetTrainerDRUwAS_Baseline"):
+        baseline.load_continuation_weights()
+
+
+def test_predict_with_a_druwas_trainer(relu_run, tmp_path):
+    import nibabel as nib
+
+    (raw,) = Path(relu_run["nnUNet_raw"]).glob(f"Dataset{TINY_ID:03d}_*")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for image in sorted((raw / "imagesTr").glob("TINY_00[01]_*.nii.gz")):
+        shutil.copy(image, inputs)
+    run_command(["nnUNetv2_predict", "-i", str(inputs), "-o", str(tmp_path / "out"), "-d", str(TINY_ID),
+                 "-c", "3d_fullres", "-f", "0", "-tr", RELU, "-device", "cpu", "-npp", "1", "-nps", "1",
+                 "--disable_progress_bar"], relu_run)
+    predictions = sorted((tmp_path / "out").glob("*.nii.gz"))
+    assert [p.name for p in predictions] == ["TINY_000.nii.gz", "TINY_001.nii.gz"]
+    for p in predictions:
+        seg = np.asarray(nib.load(p).dataobj)
+        assert seg.shape == (48, 48, 48) and set(np.unique(seg)) <= {0, 1, 2, 3}
