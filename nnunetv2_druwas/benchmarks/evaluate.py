@@ -131,23 +131,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         pred_dir, gt_dir = write_cases(Path(tmp), args.cases)
-        print(f"{args.cases} synthetic cases of {SHAPE}, regions WT/TC/ET, HD95 'brats'; "
-              f"medians of {args.repeats} alternating runs")
+        print(f"{args.cases} synthetic cases of {' x '.join(map(str, SHAPE))}, regions WT/TC/ET, HD95 'brats'; "
+              f"median of {args.repeats} alternating runs (all runs in seconds)\n")
+        print("| processes | ours (s) | medpy (s) | speed-up | max abs diff Dice | max abs diff HD95 (mm) "
+              "| runs ours | runs medpy |")
+        print("|---|---|---|---|---|---|---|---|")
         for processes in args.processes:
             times: dict[str, list[float]] = {"ours": [], "medpy": []}
             results: dict[str, np.ndarray] = {}
             for _ in range(args.repeats):
                 for name, evaluate in (("ours", ours_folder), ("medpy", medpy_folder)):
                     start = time.perf_counter()
-                    values = evaluate(pred_dir, gt_dir, processes)
+                    results[name] = evaluate(pred_dir, gt_dir, processes)
                     times[name].append(time.perf_counter() - start)
-                    results[name] = values
             difference = np.abs(results["ours"] - results["medpy"]).max(axis=(0, 1))
             ours, medpy = statistics.median(times["ours"]), statistics.median(times["medpy"])
-            print(f"processes={processes}: ours {ours:7.2f} s  medpy {medpy:7.2f} s  speed-up {medpy / ours:5.1f}x  "
-                  f"(max |difference| dice {difference[0]:.1e}, hd95 {difference[1]:.1e} mm)")
-            print(f"    runs ours  {', '.join(f'{t:.2f}' for t in times['ours'])}\n"
-                  f"    runs medpy {', '.join(f'{t:.2f}' for t in times['medpy'])}")
+            runs = {name: ", ".join(f"{t:.2f}" for t in values) for name, values in times.items()}
+            print(f"| {processes} | {ours:.2f} | {medpy:.2f} | {medpy / ours:.1f}x | {difference[0]:.1e} "
+                  f"| {difference[1]:.1e} | {runs['ours']} | {runs['medpy']} |", flush=True)
 
 
 if __name__ == "__main__":
