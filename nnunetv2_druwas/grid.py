@@ -352,6 +352,8 @@ def sbatch_header(job: Job, out: Path, settings: JobSettings) -> list[str]:
                           ("account", settings.account), ("cpus-per-task", settings.cpus_per_task)):
         if value is not None:
             lines.append(f"#SBATCH --{option}={value}")
+    # one task per job; SLURM refuses --gpus-per-task without a task count
+    lines.append("#SBATCH --ntasks=1")
     if job.gpu and settings.gpus_per_task > 0:
         lines.append(f"#SBATCH --gpus-per-task={settings.gpus_per_task}")
     lines.append("#SBATCH --kill-on-invalid-dep=yes")

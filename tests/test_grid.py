@@ -132,7 +132,7 @@ def test_slurm_scripts_carry_environment_resources_and_arrays(env, tmp_path, mon
         assert "\nexport nnUNet_n_proc_DA=2\n" in script
         for line in ("#SBATCH --partition=gpu", "#SBATCH --time=2-00:00:00", "#SBATCH --mem=32G",
                      "#SBATCH --account=lab", "#SBATCH --cpus-per-task=8", "#SBATCH --qos=long",
-                     "#SBATCH --kill-on-invalid-dep=yes"):
+                     "#SBATCH --ntasks=1", "#SBATCH --kill-on-invalid-dep=yes"):
             assert f"\n{line}\n" in script
     assert "#SBATCH --array=0,2-4\n" in full and "#SBATCH --array" not in tables
     assert "#SBATCH --gpus-per-task=1\n" in full and "--gpus" not in tables
