@@ -70,6 +70,7 @@ from nnunetv2_druwas.variants import Variant, all_trainers, trainer_name, varian
 
 EPOCHS_VARIABLE = "DRUWAS_EPOCHS"
 ITERS_VARIABLE = "DRUWAS_ITERS"
+LR_VARIABLE = "DRUWAS_LR"  # initial learning rate, for runs compressed far below the recipe's length
 INIT_CHECKPOINT_VARIABLE = "DRUWAS_INIT_CHECKPOINT"
 
 CONTINUATION_RECORD = "continuation.json"   # in fold_N/: what a continuation run started from
@@ -183,6 +184,17 @@ class DRUwASTrainerBase(nnUNetTrainer):
         if epochs is not None:
             self.print_to_log_file(f"{EPOCHS_VARIABLE}={epochs}: {epochs} epochs instead of {self.num_epochs}")
             self.num_epochs = epochs
+        lr = os.environ.get(LR_VARIABLE, "").strip()
+        if lr:
+            try:
+                value = float(lr)
+            except ValueError:
+                value = -1.0
+            if not value > 0:
+                raise DruwasError(f"{LR_VARIABLE}={lr!r} is not a positive number; unset it or set e.g. "
+                                  f"{LR_VARIABLE}=0.005")
+            self.print_to_log_file(f"{LR_VARIABLE}={value}: initial learning rate {value} instead of {self.initial_lr}")
+            self.initial_lr = value
         iterations = positive_int_from_environment(ITERS_VARIABLE)
         if iterations is not None:
             validation = max(1, round(self.num_val_iterations_per_epoch * iterations / self.num_iterations_per_epoch))
@@ -211,7 +223,7 @@ class DRUwASTrainerBase(nnUNetTrainer):
         network = self.network.module if self.is_ddp else self.network
         return network._orig_mod if isinstance(network, OptimizedModule) else network
 
-    def _get_deep_supervision_scales(self):
+    def _get_deep_supervision_scales(self) -> list[list[float]] | None:
         """The scales of the network's own outputs (it may have fewer stages than the plan)."""
         if not self.enable_deep_supervision:
             return None
@@ -221,7 +233,7 @@ class DRUwASTrainerBase(nnUNetTrainer):
 
     # --- checkpoints and the continuation ---------------------------------------------
 
-    def load_checkpoint(self, filename_or_checkpoint) -> None:
+    def load_checkpoint(self, filename_or_checkpoint: str | dict) -> None:
         super().load_checkpoint(filename_or_checkpoint)
         self._resumed_from_own_checkpoint = True
 
@@ -322,7 +334,7 @@ class DRUwASPaperRecipeTrainer(DRUwASTrainerBase):
     recipe_continuation_epochs = 60
     paper_target_batch_size: ClassVar[int] = 4
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> tuple[torch.optim.Optimizer, PlateauOnValidation]:
         optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
         return optimizer, self._plateau_schedule(optimizer)
 
@@ -335,7 +347,7 @@ class DRUwASPaperRecipeTrainer(DRUwASTrainerBase):
         self.lr_scheduler.observe(self.logger.get_value(PLATEAU_SIGNAL, step=-1))
         super().on_epoch_end()
 
-    def load_checkpoint(self, filename_or_checkpoint) -> None:
+    def load_checkpoint(self, filename_or_checkpoint: str | dict) -> None:
         """nnU-Net's checkpoints hold no scheduler state; the plateau schedule is rebuilt by replaying
         the validation signal logged in the checkpoint, from the initial learning rate."""
         super().load_checkpoint(filename_or_checkpoint)
@@ -363,7 +375,8 @@ class DRUwASPaperRecipeTrainer(DRUwASTrainerBase):
         target (:data:`NNUNET_PLANNER_BUDGET`; the plan's batch size may be below it because of
         nnU-Net's 5 %-of-the-dataset cap, which is not about memory). The result is the largest
         batch size <= 4 whose DRUwAS estimate fits (at least 1). For BraTS (128^3 patch, batch 2
-        in nnU-Net's plan) the full DRUwAS network estimates 0.62x nnU-Net's network, so this is 4.
+        in nnU-Net's plan) the full DRUwAS network estimates 0.62x nnU-Net's network, and batch 4
+        fits nnU-Net's default budget. The 2d configuration also gets 4 (the paper trained 3D only).
         """
         cm = self.configuration_manager
         num_inputs = determine_num_input_channels(self.plans_manager, cm, self.dataset_json)
