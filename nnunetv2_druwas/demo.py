@@ -39,12 +39,17 @@ class DemoSettings:
         shape: size of each synthetic volume in voxels (1 mm isotropic).
         epochs: ``DRUWAS_EPOCHS`` for every variant (the Swish continuation included).
         iters: ``DRUWAS_ITERS``, training iterations per epoch.
+        lr: ``DRUWAS_LR``, the initial learning rate of every variant. The paper's 5e-4 is
+            made for 100 epochs of 250 iterations; a demo of about 50 iterations per variant
+            needs a larger step to show a real signal (measured: whole-tumor pseudo Dice 0.91
+            after 48 iterations at 5e-3, 0.05 at 5e-4).
         seed: seed of the synthetic data.
     """
     cases: int = 20
     shape: tuple[int, int, int] = (56, 56, 48)
-    epochs: int = 6
-    iters: int = 12
+    epochs: int = 5
+    iters: int = 10
+    lr: float = 5e-3
     seed: int = 0
 
 
@@ -134,7 +139,8 @@ def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
     workdir = Path(workdir).resolve()
     prepare_workdir(workdir, fresh, settings)
     env = demo_environment(workdir)
-    env.update(DRUWAS_EPOCHS=str(settings.epochs), DRUWAS_ITERS=str(settings.iters))
+    env.update(DRUWAS_EPOCHS=str(settings.epochs), DRUWAS_ITERS=str(settings.iters), DRUWAS_LR=str(settings.lr))
+    env.pop("DRUWAS_INIT_CHECKPOINT", None)  # the Swish run must continue the demo's own ReLU run
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         Path(env[name]).mkdir(parents=True, exist_ok=True)
     steps = _Steps(total=4 + len(VARIANTS), logs=workdir / "logs")
@@ -174,7 +180,8 @@ def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
             continue
         resume = ["--c"] if (fold_dir / "checkpoint_latest.pth").exists() else []
         steps.begin(f"nnUNetv2_train {DATASET_ID} {CONFIGURATION} {FOLD} -tr {v.trainer} "
-                    f"({settings.epochs} epochs x {settings.iters} iterations{', resumed' if resume else ''})")
+                    f"({settings.epochs} epochs x {settings.iters} iterations, lr {settings.lr:g}"
+                    f"{', resumed' if resume else ''})")
         steps.run([tool("nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, str(FOLD), "-tr", v.trainer,
                    "-device", "cpu", *resume], env, f"train_{v.trainer}")
 
@@ -218,11 +225,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per variant (default {d.epochs})")
     parser.add_argument("--iters", type=int, default=d.iters,
                         help=f"training iterations per epoch (default {d.iters})")
+    parser.add_argument("--lr", type=float, default=d.lr,
+                        help=f"initial learning rate of every variant (default {d.lr:g}; see README)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the synthetic data")
 
 
 def run(args) -> int:
     settings = DemoSettings(cases=args.cases, shape=tuple(args.shape), epochs=args.epochs, iters=args.iters,
-                            seed=args.seed)
+                            lr=args.lr, seed=args.seed)
     run_demo(args.workdir, fresh=args.fresh, settings=settings)
     return 0
