@@ -242,6 +242,9 @@ class DRUwASTrainerBase(nnUNetTrainer):
             self.initialize()
         if self.variant.continues is not None and not self._resumed_from_own_checkpoint:
             self.load_continuation_weights()
+        elif self.variant.continues is None and os.environ.get(INIT_CHECKPOINT_VARIABLE, "").strip():
+            self.print_to_log_file(f"{INIT_CHECKPOINT_VARIABLE} is ignored: {type(self).__name__} is not a "
+                                   f"continuation (only {self._continuation_names()} read it)")
         super().on_train_start()
 
     def continuation_checkpoint(self) -> Path:
@@ -270,6 +273,9 @@ class DRUwASTrainerBase(nnUNetTrainer):
                 f"-p {plans}  (or set {INIT_CHECKPOINT_VARIABLE}=/path/to/checkpoint_final.pth to start from "
                 f"another checkpoint of the same network)")
         return path
+
+    def _continuation_names(self) -> str:
+        return ", ".join(name for name, (v, _) in all_trainers().items() if v.continues)
 
     def _source_trainer_name(self) -> str:
         return trainer_name(variant_by_key(self.variant.continues), self.recipe)
