@@ -34,9 +34,9 @@ Swish continuation (Table 4 row 7; variants whose ``continues`` is set): a fresh
 drops the segmentation head. What was loaded is written to ``fold_<N>/continuation.json``.
 ``--c`` resumes the Swish run from its own checkpoint and loads nothing else.
 
-Short runs without code changes: ``DRUWAS_EPOCHS`` (epochs) and ``DRUWAS_ITERS`` (training
-iterations per epoch; validation iterations scale with it, at least 1) override every DRUwAS
-trainer. Nothing that changes the network is read from the environment, because
+Short runs without code changes: ``DRUWAS_EPOCHS`` (epochs), ``DRUWAS_ITERS`` (training
+iterations per epoch; validation iterations scale with it, at least 1) and ``DRUWAS_LR`` (initial
+learning rate, for compressed demo runs) override every DRUwAS trainer. Nothing that changes the network is read from the environment, because
 ``nnUNetv2_predict`` must rebuild the same network from the trainer name alone.
 
 After the final validation, every fold gets ``brats_metrics.csv`` (and its ``_summary.csv``):
@@ -49,6 +49,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import ClassVar
@@ -70,6 +71,7 @@ from nnunetv2_druwas.variants import Variant, all_trainers, trainer_name, varian
 
 EPOCHS_VARIABLE = "DRUWAS_EPOCHS"
 ITERS_VARIABLE = "DRUWAS_ITERS"
+LR_VARIABLE = "DRUWAS_LR"
 LR_VARIABLE = "DRUWAS_LR"  # initial learning rate, for runs compressed far below the recipe's length
 INIT_CHECKPOINT_VARIABLE = "DRUWAS_INIT_CHECKPOINT"
 
@@ -85,24 +87,26 @@ PLATEAU_FACTOR = 0.1
 NNUNET_PLANNER_BUDGET = {2: 85_000_000 * 12, 3: 560_000_000 * 2}
 
 
-def positive_int_from_environment(name: str) -> int | None:
-    """The value of environment variable ``name`` as a positive int, or None when unset or empty.
+def positive_number_from_environment(name: str, kind: type[int] | type[float] = int) -> int | float | None:
+    """The value of environment variable ``name`` as a positive number, or None when unset or empty.
 
     Args:
         name: the variable, e.g. ``DRUWAS_EPOCHS``.
+        kind: ``int`` (a whole number >= 1) or ``float`` (a number > 0).
 
     Raises:
-        DruwasError: when the value is not a whole number >= 1.
+        DruwasError: when the value is not such a number.
     """
     value = os.environ.get(name, "").strip()
     if not value:
         return None
     try:
-        number = int(value)
+        number = kind(value)
     except ValueError:
         number = 0
-    if number < 1:
-        raise DruwasError(f"{name}={value!r} is not a whole number >= 1; unset it or set e.g. {name}=5")
+    if not (math.isfinite(number) and number > 0):
+        wanted = "a whole number >= 1" if kind is int else "a number > 0"
+        raise DruwasError(f"{name}={value!r} is not {wanted}; unset it or set e.g. {name}={kind(5)}")
     return number
 
 
@@ -175,33 +179,26 @@ class DRUwASTrainerBase(nnUNetTrainer):
         epochs = self.recipe_continuation_epochs if self.variant.continues else self.recipe_num_epochs
         if epochs is not None:
             self.num_epochs = epochs
-        self._apply_length_overrides()
+        self._apply_environment_overrides()
         self._resumed_from_own_checkpoint = False
 
-    def _apply_length_overrides(self) -> None:
-        """``DRUWAS_EPOCHS`` / ``DRUWAS_ITERS``: shorter (or longer) runs without code changes."""
-        epochs = positive_int_from_environment(EPOCHS_VARIABLE)
+    def _apply_environment_overrides(self) -> None:
+        """``DRUWAS_EPOCHS`` / ``DRUWAS_ITERS`` / ``DRUWAS_LR``: shorter runs without code changes."""
+        epochs = positive_number_from_environment(EPOCHS_VARIABLE)
         if epochs is not None:
             self.print_to_log_file(f"{EPOCHS_VARIABLE}={epochs}: {epochs} epochs instead of {self.num_epochs}")
             self.num_epochs = epochs
-        lr = os.environ.get(LR_VARIABLE, "").strip()
-        if lr:
-            try:
-                value = float(lr)
-            except ValueError:
-                value = -1.0
-            if not value > 0:
-                raise DruwasError(f"{LR_VARIABLE}={lr!r} is not a positive number; unset it or set e.g. "
-                                  f"{LR_VARIABLE}=0.005")
-            self.print_to_log_file(f"{LR_VARIABLE}={value}: initial learning rate {value} instead of {self.initial_lr}")
-            self.initial_lr = value
-        iterations = positive_int_from_environment(ITERS_VARIABLE)
+        iterations = positive_number_from_environment(ITERS_VARIABLE)
         if iterations is not None:
             validation = max(1, round(self.num_val_iterations_per_epoch * iterations / self.num_iterations_per_epoch))
             self.print_to_log_file(
                 f"{ITERS_VARIABLE}={iterations}: {iterations} training / {validation} validation iterations per "
                 f"epoch instead of {self.num_iterations_per_epoch} / {self.num_val_iterations_per_epoch}")
             self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = iterations, validation
+        lr = positive_number_from_environment(LR_VARIABLE, float)
+        if lr is not None:
+            self.print_to_log_file(f"{LR_VARIABLE}={lr}: initial learning rate {lr} instead of {self.initial_lr}")
+            self.initial_lr = lr
 
     # --- network ----------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ def in_process_trainer(name: str, configuration: str, env: dict[str, str], monke
     from nnunetv2_druwas.training import trainer_classes
 
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA",
-                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_INIT_CHECKPOINT"):
+                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_INIT_CHECKPOINT"):
         if key in env:
             monkeypatch.setenv(key, env[key])
         else:
@@ -136,9 +136,11 @@ def test_recipes_and_length_overrides(tiny_preprocessed, tmp_path, monkeypatch):
                                dict(env, DRUWAS_EPOCHS="3", DRUWAS_ITERS="10"), monkeypatch)
     assert (short.num_epochs, short.num_iterations_per_epoch, short.num_val_iterations_per_epoch) == (3, 10, 2)
     assert in_process_trainer(SWISH, "2d", dict(env, DRUWAS_ITERS="1"), monkeypatch).num_val_iterations_per_epoch == 1
-    for bad in ("0", "ten", "-2"):
-        with pytest.raises(DruwasError, match="DRUWAS_EPOCHS"):
-            in_process_trainer(RELU, "2d", dict(env, DRUWAS_EPOCHS=bad), monkeypatch)
+    assert in_process_trainer(RELU, "2d", dict(env, DRUWAS_LR="5e-3"), monkeypatch).initial_lr == 5e-3
+    for variable, bad in (("DRUWAS_EPOCHS", "0"), ("DRUWAS_EPOCHS", "ten"), ("DRUWAS_ITERS", "1.5"),
+                          ("DRUWAS_LR", "-1"), ("DRUWAS_LR", "nan")):
+        with pytest.raises(DruwasError, match=f"{variable}={bad!r} is not"):
+            in_process_trainer(RELU, "2d", dict(env, **{variable: bad}), monkeypatch)
 
 
 @pytest.mark.parametrize("name", sorted(all_trainers()))
