@@ -241,3 +241,20 @@ def test_cli_writes_csv_and_fails_cleanly(folders, tmp_path):
     write_nifti(pred_dir / "A.nii", gts["A"][:-1], spacing)
     proc = subprocess.run(cmd[:-1] + ["1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "case A" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_worker_processes_give_the_same_table(tmp_path):
+    """Enough cases for the process pool (MIN_CASES_PER_WORKER per worker): same rows as in-process."""
+    from nnunetv2_druwas.evaluation.evaluate import MIN_CASES_PER_WORKER
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "gt").mkdir()
+    for i in range(2 * MIN_CASES_PER_WORKER):
+        for folder in ("pred", "gt"):
+            seg = (gaussian_filter(rng.random((12, 12, 10)), 1.5) * 7).astype(np.uint8) % 4
+            write_nifti(tmp_path / folder / f"C{i:02d}.nii.gz", seg, (1.0, 1.0, 1.5))
+    serial = evaluate_folder(tmp_path / "pred", tmp_path / "gt", labels="nnunet", num_processes=1, progress=False)
+    pooled = evaluate_folder(tmp_path / "pred", tmp_path / "gt", labels="nnunet", num_processes=2, progress=False)
+    pd.testing.assert_frame_equal(serial, pooled)
+    assert len(serial) == 3 * 2 * MIN_CASES_PER_WORKER

@@ -260,17 +260,23 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
+MIN_CASES_PER_WORKER = 8
+
+
 def _run_jobs(jobs: list[tuple], num_processes: int, progress: bool) -> Iterator[list[dict]]:
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), desc="evaluate", unit="case", disable=not progress)
-    if num_processes <= 1 or len(jobs) == 1:
+    # A spawned worker costs about as much to start as scoring several full-size cases (see the
+    # benchmark), so small folders such as one fold's validation cases are scored in this process.
+    num_processes = min(num_processes, len(jobs) // MIN_CASES_PER_WORKER)
+    if num_processes <= 1:
         for job in jobs:
             yield evaluate_case(*job)
             bar.update()
     else:
         # spawn, not fork: the caller may be a trainer with torch threads running
-        with ProcessPoolExecutor(min(num_processes, len(jobs)), mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(num_processes, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(evaluate_case, *job) for job in jobs]
             try:
                 for future in futures:
