@@ -45,8 +45,8 @@ class DemoSettings:
             after 48 iterations at 5e-3, 0.05 at 5e-4).
         seed: seed of the synthetic data.
     """
-    cases: int = 20
-    shape: tuple[int, int, int] = (56, 56, 48)
+    cases: int = 15
+    shape: tuple[int, int, int] = (48, 48, 40)
     epochs: int = 5
     iters: int = 10
     lr: float = 5e-3
