@@ -32,6 +32,7 @@ def nnunet_environment(root: Path) -> dict[str, str]:
         nnUNet_n_proc_DA="2",
         nnUNet_compile="false",
         OMP_NUM_THREADS="2",
+        OMP_WAIT_POLICY="PASSIVE",  # spinning OpenMP threads starve nnU-Net's augmentation workers on 2 cores
         PYTHONWARNINGS="ignore",
     )
     return env
