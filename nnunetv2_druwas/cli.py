@@ -27,7 +27,10 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nnunetv2_druwas", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="nnunetv2_druwas",
+        description="3D-DRUwAS and its ablations for nnU-Net v2: BraTS conversion, evaluation, tables, demo. "
+                    "Training and prediction stay nnU-Net's own commands (nnUNetv2_train -tr nnUNetTrainerDRUwAS).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name, help_text in COMMANDS:
         try:
