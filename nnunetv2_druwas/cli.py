@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Training and prediction stay nnU-Net's own commands (nnUNetv2_train -tr nnUNetTrainerDRUwAS).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name, help_text in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            # a subcommand not built yet is left out; a missing dependency is a real error
-            if not module_name.startswith(e.name or "?"):
-                raise
-            continue
+        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
