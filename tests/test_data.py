@@ -134,6 +134,13 @@ def test_release_with_the_other_years_layout_is_refused(tmp_path, nnunet_env):
         convert_brats(release(tmp_path, 2020), 2018, progress=False)
     with pytest.raises(DruwasError, match="check --year"):
         convert_brats(release(tmp_path, 2019), 2020, progress=False)
+    # 2018 and 2019 share the layout; the case names tell them apart
+    with pytest.raises(DruwasError, match="holds BraTS 2019 cases.*check --year"):
+        convert_brats(tmp_path / "src2019", 2018, progress=False)
+    with pytest.raises(DruwasError, match="holds BraTS 2020 cases.*check --year"):
+        convert_brats(tmp_path / "src2019", 2019, validation=release(tmp_path, 2020, n=1, validation=True),
+                      progress=False)
+    assert not list(raw_root().iterdir())
 
 
 # --- bad input ---------------------------------------------------------------------------------------

@@ -228,7 +228,7 @@ def scan_release(src: Path, year: int, *, training: bool = True) -> tuple[list[R
         The cases (sorted by identifier) and the list of problems found.
 
     Raises:
-        DruwasError: ``src`` is no folder, holds no cases, or has the other year's layout.
+        DruwasError: ``src`` is no folder, holds no cases, or has another year's layout or case names.
     """
     year = check_year(year)
     src = Path(src)
@@ -247,6 +247,11 @@ def scan_release(src: Path, year: int, *, training: bool = True) -> tuple[list[R
     if not folders:
         raise DruwasError(f"no case folders found in {src}; pass the BraTS {year} {kind} release folder "
                           f"(the one holding the case folders)")
+    names = [folder.name.lower() for folder, _ in folders]
+    for other, prefix in CASE_PREFIXES.items():
+        if other != year and all(n.startswith(prefix.lower()) for n in names):
+            raise DruwasError(f"{src} holds BraTS {other} cases (names start with {prefix}), not BraTS {year} "
+                              f"cases; check --year")
     cases, problems = [], []
     for folder, grade in folders:
         case, case_problems = scan_case(folder, training=training, grade=grade)
