@@ -191,6 +191,22 @@ def test_brats_label_convention(tmp_path):
         assert df.loc[region, "hd95"] == pytest.approx(medpy_binary.hd95(p, g), abs=1e-6)
 
 
+def test_labels_outside_the_convention_are_refused(tmp_path):
+    """BraTS labels (enhancing 4) read as nnU-Net's would drop ET from every region: an error, not zeros."""
+    gt = tumour(np.random.default_rng(4), enhancing=4, necrosis=1, edema=2)
+    for folder in ("gt", "pred"):
+        (tmp_path / folder).mkdir()
+        write_nifti(tmp_path / folder / "X.nii.gz", gt)
+    with pytest.raises(DruwasError, match=r"case X: ground truth .*X.nii.gz has label\(s\) \[4\].*--labels"):
+        evaluate_folder(tmp_path / "pred", tmp_path / "gt", labels="nnunet", num_processes=1, progress=False)
+    write_nifti(tmp_path / "pred" / "X.nii.gz", np.where(gt == 4, 3, gt))
+    with pytest.raises(DruwasError, match=r"case X: prediction .* label\(s\) \[3\]"):
+        evaluate_folder(tmp_path / "pred", tmp_path / "gt", labels="brats", num_processes=1, progress=False)
+    (tmp_path / "pred" / "X.nii.gz").unlink()  # a missing prediction: the ground truth is still checked
+    with pytest.raises(DruwasError, match=r"ground truth .* label\(s\) \[4\]"):
+        evaluate_folder(tmp_path / "pred", tmp_path / "gt", labels="nnunet", num_processes=1, progress=False)
+
+
 def test_labels_from_dataset_json(folders, tmp_path):
     pred_dir, gt_dir, *_ = folders
     with pytest.raises(DruwasError, match="--labels"):

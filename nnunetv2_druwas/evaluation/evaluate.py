@@ -146,6 +146,7 @@ def evaluate_case(case: str, pred_path: Path | None, gt_path: Path, regions: dic
     gt, gt_spacing = read_segmentation(gt_path)
     base = {"case": case, "hd95_definition": hd95_definition}
     if pred_path is None:
+        _check_labels(case, "ground truth", gt_path, gt, regions)
         return [{**base, "region": name, "dice": 0.0, "hd95": float(empty_hd95), "sensitivity": 0.0,
                  "specificity": float("nan"), "n_pred": 0, "n_ref": int(np.isin(gt, labels).sum()),
                  "n_tp": 0, "missing": True} for name, labels in regions.items()]
@@ -160,6 +161,8 @@ def evaluate_case(case: str, pred_path: Path | None, gt_path: Path, regions: dic
     total = gt.size
     box = bounding_box((pred != 0) | (gt != 0)) or tuple(slice(0, 0) for _ in gt.shape)
     pred, gt = pred[box], gt[box]
+    for what, path, seg in (("ground truth", gt_path, gt), ("prediction", pred_path, pred)):
+        _check_labels(case, what, path, seg, regions)  # on the crop: every nonzero voxel is inside it
     rows = []
     for name, labels in regions.items():
         metrics = region_metrics(np.isin(pred, labels), np.isin(gt, labels), gt_spacing,
@@ -167,6 +170,17 @@ def evaluate_case(case: str, pred_path: Path | None, gt_path: Path, regions: dic
                                  total=total)
         rows.append({**base, "region": name, **metrics, "missing": False})
     return rows
+
+
+def _check_labels(case: str, what: str, path: Path, seg: np.ndarray, regions: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a label map with labels that no region uses: the sign of the wrong label convention
+    (BraTS' enhancing 4 read as nnU-Net's labels would silently drop out of every region)."""
+    used = {0, *(label for labels in regions.values() for label in labels)}
+    unknown = sorted(set(np.unique(seg).tolist()) - used)
+    if unknown:
+        described = ", ".join(f"{name} {list(labels)}" for name, labels in regions.items())
+        raise DruwasError(f"case {case}: {what} {path} has label(s) {unknown} that no region uses ({described}); "
+                          "check --labels (nnunet: 1 edema, 2 necrosis, 3 enhancing; brats: 1, 2, 4)")
 
 
 def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | Path | None = None, *,
