@@ -286,3 +286,54 @@ def test_builder_accepts_variant_kwargs_and_does_not_modify_the_plan():
             (variant.residual, variant.attention_gate, variant.spatial_attention)
         assert net.nonlin is NONLINEARITIES[variant.nonlin]
     assert arch == before
+
+
+def test_residual_block_runs_the_paper_order():
+    """Conv(k) -> GN -> act -> GN -> Conv1x1 -> GN, plus the projected shortcut, then act (called in this order)."""
+    block = ResidualBlock(nn.Conv3d, 4, 8, [3, 3, 3], nn.ReLU, {}, 8)
+    called = []
+    for name, module in block.named_modules():
+        if name and "." not in name.replace("shortcut.", ""):
+            module.register_forward_hook(lambda m, i, o, name=name: called.append(name))
+    x = torch.randn(1, 4, 4, 4, 4)
+    out = block(x)
+    main = ["conv1", "norm1", "act1", "norm2", "conv2", "norm3"]
+    assert called[:6] == main and called[-1] == "act2"
+    assert called[6:-1] == ["shortcut.0", "shortcut.1", "shortcut"]   # Conv1x1 + GN projection (4 -> 8 channels)
+    assert isinstance(block.conv2, nn.Conv3d) and block.conv2.kernel_size == (1, 1, 1)
+    torch.testing.assert_close(out, torch.relu(block.norm3(block.conv2(block.norm2(torch.relu(block.norm1(
+        block.conv1(x)))))) + block.shortcut(x)))
+    assert isinstance(ResidualBlock(nn.Conv3d, 8, 8, [3, 3, 3], nn.ReLU, {}, 8).shortcut, nn.Identity)
+
+
+def test_decoder_wiring_gate_concatenation_and_spatial_attention():
+    """The gate multiplies the encoder skip by a one-channel map computed from (skip, upsampled);
+    the concatenation is (upsampled, gated skip); spatial attention acts on it before the blocks."""
+    net = tiny_net(variant_by_key("full").network_kwargs, "3d_aniso")
+    seen = {}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            seen[name] = (inputs, output)
+        return hook
+
+    net.encoder.stages[-2].register_forward_hook(keep("skip"))         # the skip of the first decoder stage
+    net.decoder.transpconvs[0].register_forward_hook(keep("up"))
+    net.decoder.attention_gates[0].register_forward_hook(keep("gate"))
+    net.decoder.spatial_attentions[0].register_forward_hook(keep("sa"))
+    net.decoder.stages[0].register_forward_hook(keep("blocks"))
+    with torch.no_grad():
+        net(tiny_input("3d_aniso", batch=1))
+    skip, up = seen["skip"][1], seen["up"][1]
+    (gate_x, gate_g), gated = seen["gate"]
+    assert gate_x is skip and gate_g is up and up.shape == skip.shape
+    gate = net.decoder.attention_gates[0]
+    alpha = gate.psi(gate.act(gate.W_x(skip) + gate.W_g(up)))   # one map in (0, 1) for all channels of the skip
+    assert alpha.shape[1] == 1 and torch.all((alpha > 0) & (alpha < 1))
+    torch.testing.assert_close(gated, skip * alpha)
+    (sa_in,), sa_out = seen["sa"]
+    torch.testing.assert_close(sa_in, torch.cat((up, gated), 1))
+    sa = net.decoder.spatial_attentions[0]
+    assert sa.conv.out_channels == 1 and sa.conv.kernel_size == (1, 1, 1)
+    torch.testing.assert_close(sa_out, sa_in * torch.sigmoid(sa.conv(sa_in)))
+    assert seen["blocks"][0][0] is sa_out
