@@ -159,6 +159,49 @@ def test_published_rows_are_the_papers():
     assert rows.loc[rows["source"] == "published", ["dice_wt", "dice_tc", "dice_et"]].max().max() < 1
 
 
+PAPER_TEXT = REPO.parent / "shared" / "paper" / "000_b90ac5043463f695.txt"
+
+
+def _paper_table_rows(text: str) -> list[tuple[int, str, int | None, int | None, list[float]]]:
+    """(table, name, reference, year, six values) of every row of Tables 1-3 in the PDF extraction."""
+    rows, table = [], None
+    for line in text.splitlines():
+        if line.startswith("Architecture\tYear"):
+            table = 1
+        elif line.startswith(("Table 2:", "Table 3:")):
+            table = int(line[6])
+        cells = [c.strip() for c in line.split("\t") if c.strip()]
+        if table is None or len(cells) not in (7, 8) or not ("[" in cells[0] or "(ours)" in cells[0]):
+            continue
+        name, *values = cells
+        year = int(values.pop(0)) if len(values) == 7 else None
+        reference = int(name.rsplit("[", 1)[1].rstrip("]")) if "[" in name else None
+        numbers = [float("nan") if v == "-" else float(v) for v in values]
+        if any(v > 1 for v in numbers[:3]):      # printed in percent
+            numbers[:3] = [v / 100 for v in numbers[:3]]
+        rows.append((table, name, reference, year, numbers))
+    return rows
+
+
+@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason="the paper's text is not beside the repository")
+def test_every_row_of_tables_1_to_3_matches_the_paper_text():
+    parsed = _paper_table_rows(PAPER_TEXT.read_text())
+    rows = published_rows().query("table in (1, 2, 3)")
+    assert len(parsed) == len(rows) == 19 + 2 + 6 + 1 + 6 + 1
+    for table in (1, 2, 3):
+        ours = rows[rows["table"] == table]
+        expected = [r for r in parsed if r[0] == table]
+        # published rows first, in the paper's order, then the paper's own
+        ours = pd.concat([ours[ours["source"] == "published"], ours[ours["source"] == "paper"]])
+        for (_, row), (_, name, reference, year, numbers) in zip(ours.iterrows(), expected):
+            assert (row["source"] == "paper") == ("(ours)" in name), name
+            assert (None if pd.isna(row["reference"]) else int(row["reference"])) == reference, name
+            assert (None if pd.isna(row["year"]) else int(row["year"])) == year, name
+            assert row[list(METRICS)].to_numpy(float) == pytest.approx(np.array(numbers), rel=1e-12, nan_ok=True), name
+            if reference is not None:
+                assert name.lower().startswith(row["method"].lower()), (name, row["method"])
+
+
 # --- the command and its tables ------------------------------------------------------------
 
 def test_tables_1_to_3_measured_rows(built):
