@@ -8,8 +8,10 @@ cross-validation. ``nnunetv2_druwas grid`` turns such a selection into job scrip
   index *is* the fold), each task running ``nnUNetv2_train D C $SLURM_ARRAY_TASK_ID -tr T -p P``;
 - the Swish continuation (variant ``swish``, which starts from the final ReLU weights of variant
   ``full``) as its own array with ``--dependency=aftercorr:<full array>``: Swish fold k starts as
-  soon as ReLU fold k has finished successfully, without waiting for the other folds. A fold that
-  is not in the ReLU array (already trained) satisfies the dependency at once;
+  soon as ReLU fold k has finished successfully, without waiting for the other folds. SLURM makes a
+  task whose counterpart is not in the ReLU array wait for the whole ReLU array (and cancels it when
+  any ReLU task fails), so a Swish fold whose ReLU fold is already trained still gets a task in the
+  ReLU array: that task finds the fold done and exits at once;
 - one last job, ``python -m analysis.tables``, with ``--dependency=afterok`` on every array.
 
 Every job carries ``--kill-on-invalid-dep=yes``, so a failed training cancels what waits for it
@@ -45,7 +47,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -274,8 +276,10 @@ def plan_jobs(selection: Selection, out: Path, settings: JobSettings = JobSettin
                 if parent is not None:
                     _check_continuation(selection, dataset, configuration, trainer, parent, todo, results)
                     parent_name = array_name(dataset, parent, selection.plans, configuration)
-                    if any(job.name == parent_name for job in jobs):
-                        dependencies = (("aftercorr", parent_name),)
+                    for index, job in enumerate(jobs):
+                        if job.name == parent_name:  # aftercorr needs the counterpart task (docstring)
+                            jobs[index] = replace(job, folds=tuple(sorted({*job.folds, *todo})))
+                            dependencies = (("aftercorr", parent_name),)
                 jobs.append(Job(array_name(dataset, trainer, selection.plans, configuration),
                                 _train_body(dataset, configuration, trainer, selection.plans, settings.device),
                                 folds=todo, dependencies=dependencies, gpu=settings.device == "cuda"))
@@ -584,7 +588,7 @@ def format_status(rows: Sequence[dict]) -> str:
 # --- cost --------------------------------------------------------------------------------------
 
 def gpu_hours(epoch_seconds: float, trainers: Sequence[str], *, datasets: int = 3, folds: int = 5,
-              epochs: dict[str, int] | None = None) -> list[dict]:
+              configurations: int = 1, epochs: dict[str, int] | None = None) -> list[dict]:
     """The GPU-hours of a grid: one row per trainer, and a total row.
 
     Training only (the final validation and the tables add minutes per fold, not hours). Column
@@ -597,6 +601,7 @@ def gpu_hours(epoch_seconds: float, trainers: Sequence[str], *, datasets: int = 
         trainers: DRUwAS trainer names (:func:`select_trainers`).
         datasets: number of datasets (3 for BraTS 2018, 2019, 2020).
         folds: folds per dataset (nnU-Net's 5-fold cross-validation).
+        configurations: nnU-Net configurations per dataset (``-c``), each trained on every fold.
         epochs: trainer name -> epochs, for trainers whose length differs from
             :func:`recipe_epochs` (the trainer's own).
     """
@@ -609,7 +614,7 @@ def gpu_hours(epoch_seconds: float, trainers: Sequence[str], *, datasets: int = 
     rows = []
     for trainer in trainers:
         variant, recipe = lookup_trainer(trainer)
-        runs = datasets * folds
+        runs = datasets * configurations * folds
         rows.append(dict(recipe=recipe, variant=variant.key, trainer=trainer, epochs=n_epochs(trainer), runs=runs,
                          gpu_hours=runs * n_epochs(trainer) * epoch_seconds / 3600,
                          wall_hours=chain_epochs(trainer) * epoch_seconds / 3600))
@@ -699,7 +704,8 @@ def run(args: argparse.Namespace) -> int:
         if args.epoch_seconds is None:
             raise DruwasError("--estimate needs --epoch-seconds (seconds per training epoch on one GPU)")
         rows = gpu_hours(args.epoch_seconds, select_trainers(args.trainers, args.recipe),
-                         datasets=len(args.datasets) if args.datasets else 3, folds=len(set(args.folds)))
+                         datasets=len(args.datasets) if args.datasets else 3, folds=len(set(args.folds)),
+                         configurations=len(set(args.configurations)))
         print(format_gpu_hours(rows, args.epoch_seconds))
         return 0
     selection = _selection_from_args(args)

@@ -74,7 +74,8 @@ def test_jobs_skip_done_folds_and_chain_swish_and_tables(env, tmp_path):
     by_name = {j.name: j for j in jobs}
     full, swish = (grid.array_name(DATASET, t, "nnUNetPlans", "3d_fullres") for t in (FULL, SWISH))
     assert [j.name for j in jobs] == [full, swish, grid.TABLES_JOB]
-    assert by_name[full].folds == (1, 2, 3, 4)
+    # ReLU fold 0 is done, but Swish fold 0 needs its counterpart task for aftercorr (it exits at once)
+    assert by_name[full].folds == (0, 1, 2, 3, 4)
     assert by_name[swish].folds == (0, 1, 3, 4)
     assert by_name[full].dependencies == ()
     assert by_name[swish].dependencies == (("aftercorr", full),)
@@ -116,6 +117,7 @@ def test_slurm_scripts_carry_environment_resources_and_arrays(env, tmp_path, mon
     monkeypatch.setenv("DRUWAS_EPOCHS", "3")
     env = dict(env, DRUWAS_EPOCHS="3")
     finish(Path(env["nnUNet_results"]), FULL, 1)
+    finish(Path(env["nnUNet_results"]), SWISH, 1)
     settings = grid.JobSettings(partition="gpu", time="2-00:00:00", mem="32G", account="lab", cpus_per_task=8,
                                 sbatch_extra=("#SBATCH --qos=long",))
     out = tmp_path / "out"
@@ -224,6 +226,18 @@ def test_gpu_hours_multiply_runs_epochs_and_epoch_time():
     assert rows[-1]["gpu_hours"] == pytest.approx(7 * 1.5)
     # one GPU per task: the longest chain is ReLU then its Swish continuation
     assert rows[-1]["wall_hours"] == pytest.approx(20 * 36 / 3600)
+    two = grid.gpu_hours(36.0, trainers, datasets=3, folds=5, configurations=2, epochs={t: 10 for t in trainers})
+    assert two[-1]["runs"] == 2 * 105 and two[-1]["gpu_hours"] == pytest.approx(2 * 7 * 1.5)
+
+
+def test_estimate_counts_datasets_configurations_and_folds(capsys):
+    from nnunetv2_druwas.cli import main
+
+    assert main(["grid", "--estimate", "--epoch-seconds", "120", "-d", "500", "501", "-c", "3d_fullres", "2d",
+                 "-f", "0", "1", "2", "--trainers", "full", "swish"]) == 0
+    total = capsys.readouterr().out.splitlines()[-1].split()
+    # 2 datasets x 2 configurations x 3 folds = 12 runs per trainer; 12 x (100 + 60) epochs x 120 s
+    assert total[:3] == ["total", "24", f"{12 * 160 * 120 / 3600:.1f}"]
 
 
 def test_paper_recipe_epochs_come_from_the_trainers():
