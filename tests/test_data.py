@@ -129,6 +129,13 @@ def test_convert_2020_quirk_and_validation_release(tmp_path, nnunet_env):
         f"BraTS20_Validation_00{i}_000{c}.nii.gz" for i in (1, 2) for c in range(4)]
 
 
+def test_synthetic_validation_release_converts_beside_its_training_release(tmp_path, nnunet_env):
+    src, validation = release(tmp_path, 2019, n=2), release(tmp_path, 2019, n=2, validation=True)
+    out = convert_brats(src, 2019, validation=validation, num_processes=1, progress=False)
+    assert sorted(p.name for p in (out / "imagesTs").iterdir()) == [
+        f"BraTS19_SYNVAL_00{i}_1_000{c}.nii.gz" for i in (1, 2) for c in range(4)]
+
+
 def test_release_with_the_other_years_layout_is_refused(tmp_path, nnunet_env):
     with pytest.raises(DruwasError, match="HGG"):
         convert_brats(release(tmp_path, 2020), 2018, progress=False)

@@ -47,10 +47,11 @@ GRADE_FOLDERS = ("HGG", "LGG")
 #: how the case identifiers of each year's releases begin (compared case-insensitively).
 CASE_PREFIXES = {2018: "Brats18_", 2019: "BraTS19_", 2020: "BraTS20_"}
 #: case folder names of (training, validation) releases, as ``name.format(i)``; real 2018/2019
-#: names carry institution codes (``Brats18_CBICA_AAB_1``), the synthetic ones ``SYN``.
+#: names carry institution codes (``Brats18_CBICA_AAB_1``), the synthetic ones ``SYN`` (training) and
+#: ``SYNVAL`` (validation), so that a synthetic validation release converts beside the training one.
 CASE_NAMES = {
-    2018: (f"{CASE_PREFIXES[2018]}SYN_{{:03d}}_1",) * 2,
-    2019: (f"{CASE_PREFIXES[2019]}SYN_{{:03d}}_1",) * 2,
+    2018: (f"{CASE_PREFIXES[2018]}SYN_{{:03d}}_1", f"{CASE_PREFIXES[2018]}SYNVAL_{{:03d}}_1"),
+    2019: (f"{CASE_PREFIXES[2019]}SYN_{{:03d}}_1", f"{CASE_PREFIXES[2019]}SYNVAL_{{:03d}}_1"),
     2020: (f"{CASE_PREFIXES[2020]}Training_{{:03d}}", f"{CASE_PREFIXES[2020]}Validation_{{:03d}}"),
 }
 #: the 2020 training release names the segmentation of case 355 ``W39_1998.09.19_Segm.nii``.
