@@ -185,17 +185,45 @@ def test_every_trainer_builds_its_network_and_takes_a_training_step(name, tiny_p
     assert np.isfinite(trainer.validation_step(next(val_loader))["loss"])
 
 
+def test_deep_supervision_follows_the_network_for_a_plan_with_more_stages(tiny_preprocessed, tmp_path, monkeypatch):
+    """A 6-stage anisotropic plan: the paper's network has 5 stages, so 4 outputs; the loss weights
+    and the deep-supervision scales (hence the targets) follow it, not the plan's 5."""
+    trainer = in_process_trainer(RELU, "2d", results_env(tiny_preprocessed, tmp_path), monkeypatch)
+    arch = trainer.configuration_manager.network_arch_init_kwargs
+    arch.update(n_stages=6, features_per_stage=[32, 64, 128, 256, 512, 512], kernel_sizes=[[3, 3]] * 6,
+                strides=[[1, 1], [2, 1], [2, 2], [2, 2], [2, 2], [2, 2]], n_conv_per_stage=[2] * 6,
+                n_conv_per_stage_decoder=[2] * 5)
+    trainer.initialize()
+    scales = trainer._get_deep_supervision_scales()
+    assert scales == [[1, 1], [0.5, 1], [0.25, 0.5], [0.125, 0.25]]
+    assert len(trainer.loss.weight_factors) == len(scales)
+    with torch.no_grad():
+        outputs = trainer.network(torch.zeros(1, trainer.num_input_channels, 32, 64))
+    assert [tuple(o.shape[2:]) for o in outputs] == [(32 * a, 64 * b) for a, b in scales]
+
+
 def test_plateau_schedule_lowers_the_rate_and_is_rebuilt_on_resume(tiny_preprocessed, tmp_path, monkeypatch):
+    """The trainer's own epoch hooks feed the plateau schedule once per epoch: the lowered rate is in
+    place when nnU-Net's epoch end writes its checkpoints and is the rate of the next epoch."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
     env = results_env(tiny_preprocessed, tmp_path)
     trainer = in_process_trainer("nnUNetTrainerDRUwAS_Baseline", "2d", env, monkeypatch)
     trainer.initialize()
-    trainer.lr_scheduler.step(3)   # nnU-Net's per-epoch call passes the epoch: ignored
-    for epoch in range(6):         # a flat signal: best at epoch 0, five epochs without improvement > patience 4
+    rate_at_checkpoint = []
+
+    def nnunet_epoch_end(self):   # nnU-Net's on_epoch_end writes the checkpoints, then counts the epoch
+        rate_at_checkpoint.append(self.optimizer.param_groups[0]["lr"])
+        self.current_epoch += 1
+
+    monkeypatch.setattr(nnUNetTrainer, "on_epoch_end", nnunet_epoch_end)
+    for epoch in range(7):   # a flat signal: best at epoch 0, five epochs without improvement > patience 4
+        trainer.on_train_epoch_start()        # nnU-Net's lr_scheduler.step(epoch) there is ignored
         trainer.logger.log("mean_fg_dice", 0.5, epoch)
-        trainer.lr_scheduler.observe(trainer.logger.get_value("ema_fg_dice", step=-1))
-        lr = trainer.optimizer.param_groups[0]["lr"]
-        assert lr == pytest.approx(5e-4 if epoch < 5 else 5e-5)
-    trainer.current_epoch = 5
+        trainer.on_epoch_end()
+    assert trainer.logger.get_value("lrs", step=None) == pytest.approx([5e-4] * 6 + [5e-5])
+    assert rate_at_checkpoint == pytest.approx([5e-4] * 5 + [5e-5] * 2)
+    trainer.current_epoch = 6   # as nnU-Net saves the final checkpoint
     trainer.save_checkpoint(str(tmp_path / "checkpoint.pth"))
 
     resumed = in_process_trainer("nnUNetTrainerDRUwAS_Baseline", "2d", env, monkeypatch)
@@ -226,6 +254,22 @@ def test_main_trainer_trains_validates_and_writes_brats_metrics(relu_run):
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "DRUWAS_EPOCHS=1: 1 epochs instead of 100" in log
     assert "batch size 4 instead of the plan's 2" in log
+
+
+def test_validation_only_rerun_writes_brats_metrics(relu_run):
+    """``--val`` (with ``--val_best``: both checkpoints are loaded) redoes the final validation and
+    the BraTS evaluation without training."""
+    fold = fold_dir(relu_run, RELU)
+    final = (fold / "checkpoint_final.pth").read_bytes()
+    for name in ("brats_metrics.csv", "brats_metrics_summary.csv"):
+        (fold / name).unlink()
+    logs_before = set(fold.glob("training_log_*.txt"))
+    run_command(TRAIN + [RELU, "--val", "--val_best"], relu_run)
+    assert (fold / "brats_metrics.csv").is_file() and (fold / "brats_metrics_summary.csv").is_file()
+    assert (fold / "checkpoint_final.pth").read_bytes() == final   # nothing was trained
+    (new_log,) = set(fold.glob("training_log_*.txt")) - logs_before
+    text = new_log.read_text()
+    assert "BraTS metrics of the validation cases" in text and "Epoch 0" not in text
 
 
 def test_swish_continuation_starts_from_the_relu_weights(swish_run):
