@@ -71,7 +71,6 @@ from nnunetv2_druwas.variants import Variant, all_trainers, trainer_name, varian
 
 EPOCHS_VARIABLE = "DRUWAS_EPOCHS"
 ITERS_VARIABLE = "DRUWAS_ITERS"
-LR_VARIABLE = "DRUWAS_LR"
 LR_VARIABLE = "DRUWAS_LR"  # initial learning rate, for runs compressed far below the recipe's length
 INIT_CHECKPOINT_VARIABLE = "DRUWAS_INIT_CHECKPOINT"
 
