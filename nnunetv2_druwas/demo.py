@@ -132,7 +132,6 @@ def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
         fresh: delete a previous demo folder first instead of resuming it.
         settings: data size and training length (see :class:`DemoSettings`).
     """
-    from nnunetv2_druwas.data.convert import convert_brats
     from nnunetv2_druwas.data.synth import synthesize
     from nnunetv2_druwas.variants import VARIANTS
 
@@ -162,7 +161,8 @@ def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
         steps.skip("convert-brats")
     else:
         steps.begin(f"convert-brats --year {YEAR} -d {DATASET_ID} -> {raw_dataset}")
-        _with_environment(env, convert_brats, synth_dir, YEAR, DATASET_ID)
+        steps.run([sys.executable, "-m", "nnunetv2_druwas", "convert-brats", str(synth_dir), "--year", str(YEAR),
+                   "-d", str(DATASET_ID)], env, "convert_brats")
 
     plans = Path(env["nnUNet_preprocessed"]) / raw_dataset.name / "nnUNetPlans.json"
     if plans.exists() and (plans.parent / f"nnUNetPlans_{CONFIGURATION}").exists():
@@ -199,18 +199,6 @@ def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
           f"{CONFIGURATION}/fold_{FOLD} (brats_metrics.csv, checkpoint_final.pth, validation/)")
     print(f"Logs:             {workdir / 'logs'}")
     return tables
-
-
-def _with_environment(env: dict[str, str], func, *args, **kwargs):
-    """Call ``func`` with ``os.environ`` temporarily set to ``env`` (in-process nnU-Net paths)."""
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        return func(*args, **kwargs)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def add_arguments(parser) -> None:
