@@ -95,150 +95,101 @@ def random_case(rng: np.random.Generator, shape, n_lesions: int, n_fp: int, p_de
     return pred, ref
 
 
+# Designed cases: name, description, shape, spacing, reference drawing, prediction drawing. A drawing is a
+# list of ("tumour", center, radii[, enhancing, core]), ("ellipsoid", center, radii, label) and
+# ("box", (start, stop) per axis, label) steps, painted in order.
+ISO = (1.0, 1.0, 1.0)
+DESIGNED_CASES = [
+    ("one_lesion", "one lesion, prediction shifted and rescaled", (48, 48, 40), ISO,
+     [("tumour", (24, 24, 20), (9, 7, 6))], [("tumour", (25, 24, 20), (8.5, 7.5, 6))]),
+    ("two_distant_lesions", "two distant lesions, both found", (56, 48, 44), ISO,
+     [("tumour", (14, 14, 12), (6, 5, 5)), ("tumour", (40, 32, 30), (7, 6, 5))],
+     [("tumour", (15, 14, 12), (5, 5, 6)), ("tumour", (40, 31, 29), (7, 7, 5))]),
+    ("missed_lesion", "two lesions, the smaller one missed", (56, 48, 44), ISO,
+     [("tumour", (14, 14, 12), (6, 5, 5)), ("tumour", (40, 32, 30), (4, 4, 3))],
+     [("tumour", (14, 15, 12), (6, 5, 4))]),
+    ("false_positive_blobs", "one lesion found, three false-positive blobs (edema, enhancing, one voxel)",
+     (56, 48, 44), ISO, [("tumour", (20, 20, 20), (8, 7, 6))],
+     [("tumour", (21, 20, 19), (8, 6, 6)), ("ellipsoid", (46, 10, 8), (2, 2, 2), 2),
+      ("ellipsoid", (46, 38, 36), (2, 3, 2), 3), ("box", ((5, 6), (40, 41), (40, 41)), 3)]),
+    ("touching_lesions_merged", "two edemas that touch (one WT lesion, two TC/ET lesions), predicted as one",
+     (60, 48, 40), ISO, [("tumour", (20, 24, 20), (9, 8, 7)), ("tumour", (38, 24, 20), (9, 8, 7))],
+     [("tumour", (29, 24, 20), (18, 9, 8))]),
+    ("split_prediction", "one lesion predicted as two halves", (48, 48, 40), ISO,
+     [("tumour", (24, 24, 20), (12, 8, 7))],
+     [("tumour", (24, 24, 20), (12, 8, 7)), ("box", ((23, 26), (0, 48), (0, 40)), 0)]),
+    ("diagonal_contact", "two cubes touching at one corner (one lesion in 26-connectivity) and a third",
+     (48, 48, 40), ISO,
+     [("box", ((10, 15), (10, 15), (10, 15)), 2), ("box", ((15, 19), (15, 19), (15, 19)), 3),
+      ("box", ((30, 33), (30, 33), (30, 33)), 3)],
+     [("box", ((10, 15), (10, 15), (11, 16)), 2), ("box", ((31, 34), (30, 33), (30, 33)), 3)]),
+    ("empty_prediction", "two lesions, empty prediction", (48, 48, 40), ISO,
+     [("tumour", (24, 20, 20), (8, 8, 6)), ("tumour", (10, 38, 10), (3, 3, 3))], []),
+    ("empty_reference", "empty reference, one predicted lesion", (48, 48, 40), ISO,
+     [], [("tumour", (24, 20, 20), (8, 8, 6))]),
+    ("both_empty", "both empty", (40, 40, 40), ISO, [], []),
+    ("enhancing_only_predicted", "no enhancing tumour in the reference, some in the prediction", (48, 48, 40), ISO,
+     [("tumour", (24, 24, 20), (9, 8, 6), False)], [("tumour", (24, 25, 20), (9, 8, 6))]),
+    ("edema_only", "edema only in both (TC and ET empty in both)", (48, 48, 40), ISO,
+     [("tumour", (24, 24, 20), (9, 8, 6), False, False)], [("tumour", (23, 24, 21), (9, 9, 6), False, False)]),
+    ("near_miss", "prediction next to the lesion without overlap", (48, 48, 40), ISO,
+     [("tumour", (16, 24, 20), (6, 6, 6))], [("tumour", (30, 24, 20), (6, 6, 6))]),
+    ("single_voxel_lesions", "one-voxel lesions: exact, face and edge neighbours, a miss, a false positive",
+     (40, 40, 40), ISO,
+     [("box", tuple((c, c + 1) for c in point), 3)
+      for point in [(5, 5, 5), (5, 5, 20), (20, 30, 10), (35, 35, 35), (12, 30, 30)]],
+     [("box", tuple((c, c + 1) for c in point), 3)
+      for point in [(5, 5, 5), (5, 6, 20), (20, 31, 11), (30, 10, 10), (5, 5, 21)]]),
+    ("lesions_at_border", "lesions cut by the volume border", (48, 48, 40), ISO,
+     [("tumour", (2, 24, 20), (8, 8, 6)), ("tumour", (40, 40, 35), (6, 6, 6))],
+     [("tumour", (3, 24, 20), (8, 7, 6)), ("tumour", (41, 40, 36), (6, 6, 6))]),
+    # two reference lesions of 216 voxels (6 x 6 x 6, and 6 x 4 x 9, which comes first in the scan order of the
+    # transposed array), a predicted bar overlapping each by 8 voxels
+    ("tie", "one predicted bar overlapping two reference lesions of equal size equally (a tie in the "
+     "matching, decided by the lesion numbering)", (48, 48, 40), ISO,
+     [("box", ((10, 16), (20, 26), (15, 21)), 3), ("box", ((30, 36), (21, 25), (13, 22)), 3)],
+     [("box", ((14, 32), (22, 24), (17, 19)), 3)]),
+    ("anisotropic_thick_slices", "three lesions, one missed, a false positive, 1 x 1 x 2.5 mm", (52, 52, 24),
+     (1.0, 1.0, 2.5),
+     [("tumour", (14, 14, 8), (7, 6, 3)), ("tumour", (36, 36, 14), (8, 8, 4)), ("tumour", (40, 10, 16), (3, 3, 2))],
+     [("tumour", (15, 14, 8), (6, 6, 3)), ("tumour", (36, 37, 15), (8, 9, 4)),
+      ("ellipsoid", (10, 40, 5), (2, 2, 1.5), 2)]),
+] + [  # the Dice threshold of the matching: a one-voxel lesion inside a large predicted block
+    (f"dice_threshold_{side}", f"one reference voxel inside a {side}^3 predicted block: Dice "
+     f"{2 / (side ** 3 + 1):.3g}, {matched} (threshold 1e-6)", (130, 130, 130), ISO,
+     [("box", ((60, 61),) * 3, 3)], [("box", ((2, 2 + side),) * 3, 3)])
+    for side, matched in ((126, "not matched"), (124, "matched"))
+]
+
+
+def draw(shape: tuple[int, ...], steps: list[tuple]) -> np.ndarray:
+    """A label map painted with the steps of a drawing (see DESIGNED_CASES)."""
+    volume = np.zeros(shape, np.uint8)
+    for kind, *args in steps:
+        if kind == "tumour":
+            paint_tumour(volume, *args)
+        elif kind == "ellipsoid":
+            volume[ellipsoid(shape, args[0], args[1])] = args[2]
+        else:
+            volume[tuple(slice(a, b) for a, b in args[0])] = args[1]
+    return volume
+
+
 def make_cases(seed: int = SEED) -> list[dict]:
-    """The reference cases: name, description, pred, ref, spacing."""
+    """The reference cases: the designed ones, then seeded random multi-lesion cases."""
+    cases = [(name, description, draw(shape, pred), draw(shape, ref), spacing)
+             for name, description, shape, spacing, ref, pred in DESIGNED_CASES]
     rng = np.random.default_rng(seed)
-    cases = []
-
-    def add(name, description, pred, ref, spacing=(1.0, 1.0, 1.0)):
-        cases.append({"name": name, "description": description, "pred": pred.astype(np.uint8),
-                      "ref": ref.astype(np.uint8), "spacing": tuple(float(s) for s in spacing)})
-
-    def empty(shape):
-        return np.zeros(shape, np.uint8)
-
-    shape = (48, 48, 40)
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (24, 24, 20), (9, 7, 6))
-    paint_tumour(pred, (25, 24, 20), (8.5, 7.5, 6))
-    add("one_lesion", "one lesion, prediction shifted and rescaled", pred, ref)
-
-    shape = (56, 48, 44)
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (14, 14, 12), (6, 5, 5))
-    paint_tumour(ref, (40, 32, 30), (7, 6, 5))
-    paint_tumour(pred, (15, 14, 12), (5, 5, 6))
-    paint_tumour(pred, (40, 31, 29), (7, 7, 5))
-    add("two_distant_lesions", "two distant lesions, both found", pred, ref)
-
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (14, 14, 12), (6, 5, 5))
-    paint_tumour(ref, (40, 32, 30), (4, 4, 3))
-    paint_tumour(pred, (14, 15, 12), (6, 5, 4))
-    add("missed_lesion", "two lesions, the smaller one missed", pred, ref)
-
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (20, 20, 20), (8, 7, 6))
-    paint_tumour(pred, (21, 20, 19), (8, 6, 6))
-    pred[ellipsoid(shape, (46, 10, 8), (2, 2, 2))] = 2
-    pred[ellipsoid(shape, (46, 38, 36), (2, 3, 2))] = 3
-    pred[5, 40, 40] = 3
-    add("false_positive_blobs", "one lesion found, three false-positive blobs (edema, enhancing, one voxel)",
-        pred, ref)
-
-    shape = (60, 48, 40)
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (20, 24, 20), (9, 8, 7))
-    paint_tumour(ref, (38, 24, 20), (9, 8, 7))
-    paint_tumour(pred, (29, 24, 20), (18, 9, 8))
-    add("touching_lesions_merged", "two edemas that touch (one WT lesion, two TC/ET lesions), predicted as one",
-        pred, ref)
-
-    shape = (48, 48, 40)
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (24, 24, 20), (12, 8, 7))
-    paint_tumour(pred, (24, 24, 20), (12, 8, 7))
-    pred[23:26] = 0
-    add("split_prediction", "one lesion predicted as two halves", pred, ref)
-
-    ref, pred = empty(shape), empty(shape)
-    ref[10:15, 10:15, 10:15] = 2
-    ref[15:19, 15:19, 15:19] = 3
-    ref[30:33, 30:33, 30:33] = 3
-    pred[10:15, 10:15, 11:16] = 2
-    pred[31:34, 30:33, 30:33] = 3
-    add("diagonal_contact", "two cubes touching at one corner (one lesion in 26-connectivity) and a third",
-        pred, ref)
-
-    ref = empty(shape)
-    paint_tumour(ref, (24, 20, 20), (8, 8, 6))
-    paint_tumour(ref, (10, 38, 10), (3, 3, 3))
-    add("empty_prediction", "two lesions, empty prediction", empty(shape), ref)
-
-    pred = empty(shape)
-    paint_tumour(pred, (24, 20, 20), (8, 8, 6))
-    add("empty_reference", "empty reference, one predicted lesion", pred, empty(shape))
-
-    add("both_empty", "both empty", empty((40, 40, 40)), empty((40, 40, 40)))
-
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (24, 24, 20), (9, 8, 6), enhancing=False)
-    paint_tumour(pred, (24, 25, 20), (9, 8, 6))
-    add("enhancing_only_predicted", "no enhancing tumour in the reference, some in the prediction", pred, ref)
-
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (24, 24, 20), (9, 8, 6), enhancing=False, core=False)
-    paint_tumour(pred, (23, 24, 21), (9, 9, 6), enhancing=False, core=False)
-    add("edema_only", "edema only in both (TC and ET empty in both)", pred, ref)
-
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (16, 24, 20), (6, 6, 6))
-    paint_tumour(pred, (30, 24, 20), (6, 6, 6))
-    add("near_miss", "prediction next to the lesion without overlap", pred, ref)
-
-    ref, pred = empty((40, 40, 40)), empty((40, 40, 40))
-    for point in [(5, 5, 5), (5, 5, 20), (20, 30, 10), (35, 35, 35), (12, 30, 30)]:
-        ref[point] = 3
-    for point in [(5, 5, 5), (5, 6, 20), (20, 31, 11), (30, 10, 10)]:
-        pred[point] = 3
-    pred[5, 5, 21] = 3
-    add("single_voxel_lesions", "one-voxel lesions: exact, face and edge neighbours, a miss, a false positive",
-        pred, ref)
-
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (2, 24, 20), (8, 8, 6))
-    paint_tumour(pred, (3, 24, 20), (8, 7, 6))
-    paint_tumour(ref, (40, 40, 35), (6, 6, 6))
-    paint_tumour(pred, (41, 40, 36), (6, 6, 6))
-    add("lesions_at_border", "lesions cut by the volume border", pred, ref)
-
-    ref, pred = empty(shape), empty(shape)
-    ref[10:16, 20:26, 15:21] = 3  # 6 x 6 x 6 voxels
-    ref[30:36, 21:25, 13:22] = 3  # 6 x 4 x 9 voxels, first in the scan order of the transposed array
-    pred[14:32, 22:24, 17:19] = 3  # overlaps each by 8 voxels
-    add("tie", "one predicted bar overlapping two reference lesions of equal size equally (a tie in the "
-        "matching, decided by the lesion numbering)", pred, ref)
-
-    shape = (52, 52, 24)
-    ref, pred = empty(shape), empty(shape)
-    paint_tumour(ref, (14, 14, 8), (7, 6, 3))
-    paint_tumour(ref, (36, 36, 14), (8, 8, 4))
-    paint_tumour(ref, (40, 10, 16), (3, 3, 2))
-    paint_tumour(pred, (15, 14, 8), (6, 6, 3))
-    paint_tumour(pred, (36, 37, 15), (8, 9, 4))
-    pred[ellipsoid(shape, (10, 40, 5), (2, 2, 1.5))] = 2
-    add("anisotropic_thick_slices", "three lesions, one missed, a false positive, 1 x 1 x 2.5 mm", pred, ref,
-        (1.0, 1.0, 2.5))
-
-    shape = (56, 56, 44)
-    pred, ref = random_case(rng, shape, n_lesions=3, n_fp=1, p_detect=0.9)
-    add("anisotropic_fine", "random case, 0.7 x 0.7 x 1.4 mm (NSD tolerance 0.7 mm)", pred, ref, (0.7, 0.7, 1.4))
-
+    cases.append(("anisotropic_fine", "random case, 0.7 x 0.7 x 1.4 mm (NSD tolerance 0.7 mm)",
+                  *random_case(rng, (56, 56, 44), n_lesions=3, n_fp=1, p_detect=0.9), (0.7, 0.7, 1.4)))
     for i in range(8):
         shape = tuple(int(s) for s in rng.integers(40, 65, 3))
         pred, ref = random_case(rng, shape, n_lesions=int(rng.integers(1, 5)), n_fp=int(rng.integers(0, 3)),
                                 p_detect=0.75)
-        spacing = (1.0, 1.0, 1.0) if i % 2 == 0 else tuple(round(float(s), 2) for s in rng.uniform(0.6, 3.0, 3))
-        add(f"random_{i}", f"seeded random multi-lesion case {i}", pred, ref, spacing)
-
-    # the Dice threshold of the matching: a one-voxel lesion inside a large predicted block
-    for side, matched in ((126, "not matched"), (124, "matched")):
-        ref, pred = empty((130, 130, 130)), empty((130, 130, 130))
-        pred[2:2 + side, 2:2 + side, 2:2 + side] = 3
-        ref[60, 60, 60] = 3
-        add(f"dice_threshold_{side}", f"one reference voxel inside a {side}^3 predicted block: Dice "
-            f"{2 / (side ** 3 + 1):.3g}, {matched} (threshold 1e-6)", pred, ref)
-    return cases
+        spacing = ISO if i % 2 == 0 else tuple(round(float(s), 2) for s in rng.uniform(0.6, 3.0, 3))
+        cases.append((f"random_{i}", f"seeded random multi-lesion case {i}", pred, ref, spacing))
+    return [{"name": name, "description": description, "pred": pred, "ref": ref, "spacing": spacing}
+            for name, description, pred, ref, spacing in cases]
 
 
 def write_cases(cases: list[dict], path: Path) -> None:
