@@ -14,8 +14,9 @@ What every format shows (decisions):
 - Tables 1-3 group their rows (published, the paper's, measured) under a heading each; Table 4
   groups by its row number: the paper's row, the measured runs of that variant, and ``measured -
   paper`` (the measured row minus the paper's row of the same variant).
-- LaTeX: a ``table*`` float (full text width of a two-column paper) that needs ``booktabs`` and
-  ``array``; long method names wrap, paths in footnotes may break after ``/`` and ``_``, negative
+- LaTeX: a ``table*`` float (full text width of a two-column paper) that needs ``booktabs``,
+  ``array`` and ``graphicx``; a tabular taller than 3/4 of the page (Table 1 with more than about 15
+  measured rows) is scaled down to that height so the float still fits; long method names wrap, paths in footnotes may break after ``/`` and ``_``, negative
   numbers get a real minus sign. :func:`latex_document` wraps tables into a document that compiles
   with ``pdflatex`` on its own (page size of a CVPR/IEEE two-column paper).
 """
@@ -184,12 +185,12 @@ def latex_escape(text: str, *, breaks: bool = False) -> str:
 
 
 def to_latex(table: Table) -> str:
-    """The table as a booktabs ``table*`` (needs ``booktabs`` and ``array``), best values bold,
+    """The table as a booktabs ``table*`` (needs ``booktabs``, ``array``, ``graphicx``), best values bold,
     standard deviations on their own line, footnotes below."""
     shape = layout(table)
     n_lead = len(shape.lead)
     width = len(shape.lead) + 6
-    method = r">{\raggedright\arraybackslash}p{%s}" % ("3.6cm" if table.number == 4 else "5.4cm")
+    method = r">{\raggedright\arraybackslash}p{%s}" % ("3.6cm" if table.number == 4 else "6.3cm")
     spec = ("c" + method + "l" if table.number == 4 else method + "ll") + "l" + "r" * 6
 
     def cell(c: Cell) -> str:
@@ -198,11 +199,11 @@ def to_latex(table: Table) -> str:
         return rf"\druwasstd{{{text}}}{{{latex_escape(c.below)}}}" if c.below else text
 
     lines = [f"% Table {table.number} of nnunetv2-druwas (python -m analysis.tables); "
-             r"needs \usepackage{booktabs,array}",
+             r"needs \usepackage{booktabs,array,graphicx}",
              r"\providecommand{\druwasstd}[2]{\begin{tabular}[t]{@{}r@{}}#1\\[-2pt]{\tiny #2}\end{tabular}}",
              r"\begin{table*}[tp]", r"\centering", r"\scriptsize", r"\setlength{\tabcolsep}{3.5pt}",
              rf"\caption{{{latex_escape(CAPTIONS[table.number])}.}}", rf"\label{{tab:druwas{table.number}}}",
-             r"\begin{tabular}{" + spec + "}", r"\toprule",
+             r"\sbox0{\begin{tabular}{" + spec + "}", r"\toprule",
              " & " * (n_lead - 1) + rf" & \multicolumn{{3}}{{c}}{{Dice}} & "
              rf"\multicolumn{{3}}{{c}}{{{latex_escape(metric_label('hd95', shape.unit))}}} \\",
              rf"\cmidrule(lr){{{n_lead + 1}-{n_lead + 3}}} \cmidrule(lr){{{n_lead + 4}-{n_lead + 6}}}",
@@ -213,7 +214,9 @@ def to_latex(table: Table) -> str:
             lines.append(rf"\multicolumn{{{width}}}{{l}}{{\emph{{{latex_escape(title)}}}}} \\")
         for lead, cells in members:
             lines.append(" & ".join([latex_escape(t) for t in lead] + [cell(c) for c in cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip",
+    lines += [r"\bottomrule", r"\end{tabular}}%",
+              r"\ifdim\dimexpr\ht0+\dp0\relax>0.75\textheight\resizebox*{!}{0.75\textheight}{\usebox0}"
+              r"\else\usebox0\fi", r"\par\smallskip",
               r"\parbox{\linewidth}{\scriptsize\raggedright"]
     lines += [latex_escape(note, breaks=True) + r"\par" for note in table.footnotes]
     lines += ["}", r"\end{table*}"]
@@ -223,7 +226,7 @@ def to_latex(table: Table) -> str:
 LATEX_PREAMBLE = "\n".join([
     r"\documentclass[twocolumn]{article}",
     r"\usepackage[letterpaper,textwidth=6.875in,textheight=8.875in]{geometry}  % a CVPR/IEEE page",
-    r"\usepackage{booktabs,array}",
+    r"\usepackage{booktabs,array,graphicx}",
 ])
 
 

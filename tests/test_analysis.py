@@ -433,6 +433,22 @@ def test_latex_compiles_on_its_own_and_fits_a_page(built, tmp_path):
     assert "Overfull \\hbox" not in log and "Float too large" not in log and "Output written on tables.pdf" in log
 
 
+def test_latex_of_a_long_table_still_fits_a_page(built, tmp_path, monkeypatch):
+    from analysis.render import Table, latex_document, to_latex
+    from analysis.tables import build_tables
+
+    for key, value in built["env"].items():
+        if key.startswith("nnUNet_"):
+            monkeypatch.setenv(key, value)
+    table1 = build_tables(collect(built["results"]))[1]
+    measured = table1.frame[table1.frame["source"] == "measured"]
+    frame = pd.concat([table1.frame, measured, measured], ignore_index=True)     # 33 measured rows
+    (tmp_path / "long.tex").write_text(latex_document([to_latex(Table(1, frame, table1.footnotes))]))
+    log = _pdflatex(tmp_path, "long.tex")
+    assert "Overfull \\hbox" not in log and "Float too large" not in log
+    assert re.search(r"Output written on long\.pdf \(1 page", log)
+
+
 def test_figures_written(built):
     names = {p.name for p in (built["out"] / "plots").iterdir()}
     for stem in ("per_case_dice", "per_case_hd95", "switch_effects", "measured_vs_paper", "figure4_training_curves"):
