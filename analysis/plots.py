@@ -28,6 +28,7 @@ from analysis.display import (METRIC_NAMES, MINUS, SWITCH_NAMES, hd95_unit, metr
 from nnunetv2_druwas.variants import variant_by_key
 
 FAILURE_COLOR = "crimson"
+KEY = "runs: Table 4 row and switches (Res residual blocks, SA spatial attention, AG attention gate)"
 
 
 def _save(figure, folder: Path, name: str) -> list[Path]:
@@ -125,7 +126,7 @@ def _per_case_figure(data: pd.DataFrame, metric: str, unit: str):
                       f"{' ' + unit if metric == 'hd95' else ''})")
     figure.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), frameon=False, fontsize=8,
                   bbox_to_anchor=(0.5, 0.0))
-    figure.suptitle(f"Per-case {metric_label(metric, unit)} of every run (box: quartiles; points: cases)",
+    figure.suptitle(f"Per-case {metric_label(metric, unit)} of every run (box: quartiles; points: cases)\n{KEY}",
                     fontsize=10)
     figure.tight_layout(rect=(0, 0.06 if len(labels) > 3 else 0.04, 1, 0.98))
     return figure
@@ -169,8 +170,8 @@ def _switch_figure(effects: pd.DataFrame, unit: str):
             ax.set_ylabel("")
             ax.tick_params(axis="y", labelsize=8)
     _region_legend(figure)
-    figure.suptitle("Effect of turning one ablation switch on: mean paired difference over the matched cases "
-                    "(Table 4 rows with vs without)", fontsize=10)
+    figure.suptitle("Effect of turning one ablation switch on: mean paired difference over the matched cases\n"
+                    + KEY, fontsize=10)
     return figure
 
 
