@@ -5,7 +5,10 @@ around line 312, Table 2 around 324, Table 3 around 428, Table 4 around 621).
 Each row is kept as the paper prints it: the value string below is copied
 verbatim, ``-`` stays empty (NaN), and rows that the paper prints in percent
 (``percent=True``) have their Dice divided by 100 so every Dice is a fraction.
-HD95 values are never rescaled. Reference numbers are the paper's bracketed
+HD95 values are never rescaled. The printed text of every value is kept too
+(``<metric>_printed``), so tables show it with the source's own digits: 0.89
+stays 0.89, the ``5`` of row [32] stays 5, and a percent Dice 90.24 is shown as
+0.9024 (the decimal point moved, nothing rounded or padded). Reference numbers are the paper's bracketed
 citation numbers; years are the publication years of Table 1 (Tables 2 and 3
 print no year, and the paper's reference list is cut off after [7] in the text,
 so their year stays empty).
@@ -24,6 +27,8 @@ Transcription notes (where the extraction garbles the page):
   which activation; its ``variant`` stays empty.
 """
 from __future__ import annotations
+
+from decimal import Decimal
 
 import pandas as pd
 
@@ -104,13 +109,16 @@ INCONSISTENCY_NOTE = (
     "the tables are used here.")
 
 
-def _values(printed: str, percent: bool) -> dict[str, float]:
-    numbers = [float("nan") if v == "-" else float(v) for v in printed.split()]
-    if len(numbers) != len(METRIC_COLUMNS):
+def _values(printed: str, percent: bool) -> dict[str, float | str]:
+    """The six values of a printed row (Dice as fractions) and their text as the source printed them."""
+    texts = printed.split()
+    if len(texts) != len(METRIC_COLUMNS):
         raise ValueError(f"expected {len(METRIC_COLUMNS)} values, got {printed!r}")
-    if percent:
-        numbers[:3] = [round(v / 100, 8) for v in numbers[:3]]
-    return dict(zip(METRIC_COLUMNS, numbers))
+    if percent:   # move the decimal point of the Dice values, keeping exactly the printed digits
+        texts[:3] = [v if v == "-" else format(Decimal(v).scaleb(-2), "f") for v in texts[:3]]
+    numbers = [float("nan") if v == "-" else float(v) for v in texts]
+    return {**dict(zip(METRIC_COLUMNS, numbers)),
+            **{f"{c}_printed": None if v == "-" else v for c, v in zip(METRIC_COLUMNS, texts)}}
 
 
 def published_rows() -> pd.DataFrame:
@@ -120,7 +128,8 @@ def published_rows() -> pd.DataFrame:
     groups' results, ``paper`` for the paper's own), ``reference`` (citation
     number or NaN), ``year`` (publication year or NaN), ``variant`` (ablation
     variant key of the paper's rows where known, else None), ``table4_row``,
-    then the six metric columns with Dice as fractions.
+    the six metric columns with Dice as fractions, then ``<metric>_printed``: each value's
+    text as printed (percent Dice with the decimal point moved; None where the source prints ``-``).
     """
     rows = []
     for table, entries in ((1, _TABLE1), (2, _TABLE2), (3, _TABLE3)):

@@ -1,32 +1,40 @@
 """Statistics the paper does not report, computed from the tidy per-case table.
 
+Every paired comparison (:func:`wilcoxon_tests`, :func:`switch_effects`) goes through
+:func:`paired_differences`: the two runs are matched on (dataset, fold, case) and only cases
+that both have a value for (per region and metric) are used; ``n`` says how many pairs that
+was and ``n_unpaired`` how many cases only one side had. Means of different case sets (one run
+missing a fold) are never subtracted.
+
 - :func:`wilcoxon_tests`: paired Wilcoxon signed-rank tests (``scipy.stats.wilcoxon``,
   two-sided, its defaults) per region and metric, between each ablation variant and the
-  baseline and between the Swish and the ReLU (``full``) model. Pairs are matched on
-  (dataset, fold, case); a pair with a missing value on either side is dropped. The runs
-  compared share recipe, plans and configuration; datasets are pooled. The Holm
-  correction runs over all tests of one (recipe, plans, configuration) group.
-- :func:`bootstrap_ci`: percentile bootstrap 95 % confidence intervals of each run's
-  mean per region and metric (``scipy.stats.bootstrap``; a fresh generator seeded with
-  ``seed`` for every interval, so an interval does not depend on which others are computed).
+  baseline and between the Swish and the ReLU (``full``) model. The runs compared share
+  recipe, plans and configuration; datasets are pooled. When every paired difference is zero
+  the test has nothing to reject: p = 1 (scipy returns NaN there for larger n), and the test
+  stays in its family. The Holm correction runs over all tests of one (recipe, plans,
+  configuration) group.
+- :func:`bootstrap_ci`: percentile bootstrap 95 % confidence intervals of each run's mean
+  per region and metric (``scipy.stats.bootstrap``; a fresh generator seeded with ``seed``
+  for every interval, so an interval does not depend on which others are computed).
 - :func:`brats_ranking`: the BraTS ranking scheme: every run on a dataset is ranked per
   (fold, case), region and metric (Dice descending, HD95 ascending, ties get the average
   rank); a run's score is the mean of its ranks. Only (fold, case, region) items that every
-  run of the dataset has a value for are ranked.
-- :func:`switch_effects`: the effect of each ablation switch: the difference of run means
-  between two variants that differ in that switch only (with minus without).
+  run of the dataset has a value for are ranked; the table says per metric how many items
+  were ranked, how many were dropped and how many each run lacked (the runs that caused the
+  drops), and :func:`ranking_notes` says it in words.
+- :func:`switch_effects`: the effect of each ablation switch: the mean paired difference
+  (with minus without) between two variants that differ in that switch only.
 
 Everything here reads the tidy table of :mod:`analysis.collect`; scipy is imported inside
 the functions so that importing this module stays fast.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
 from analysis.collect import REGIONS, RUN_KEYS
+from analysis.display import METRIC_NAMES
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.variants import VARIANTS
 
@@ -69,45 +77,75 @@ def _wide(group: pd.DataFrame, metric: str) -> pd.DataFrame:
                           f"{sorted(group['trainer'].unique())}; each brats_metrics.csv must list a case once") from exc
 
 
+def paired_differences(per_case: pd.DataFrame, keys: list[str],
+                       pairs: list[tuple[str, str]]) -> list[dict]:
+    """Every paired comparison of two variants, on the cases both have a value for.
+
+    Args:
+        per_case: the tidy table; rows without a ``variant`` (not a DRUwAS trainer) are ignored.
+        keys: the columns whose groups are compared separately (e.g. recipe, plans, configuration;
+            datasets within a group are pooled, pairs are matched on (dataset, fold, case)).
+        pairs: (variant, reference) keys to compare; a pair with a side absent from a group is skipped.
+
+    Returns one dict per group x pair x metric x region (in that order) with the group's keys,
+    ``variant``, ``reference``, ``region``, ``metric``, ``n`` (matched pairs), ``n_unpaired`` (cases
+    with a value on one side only), ``mean_variant`` and ``mean_reference`` (over the matched pairs),
+    ``mean_difference`` and ``median_difference`` (variant minus reference) and the arrays ``x``
+    (variant) and ``y`` (reference). Groups or regions without any matched pair give no dict.
+    """
+    rows = []
+    data = per_case[per_case["variant"].notna()]
+    for group_keys, group in data.groupby(keys, sort=True):
+        group_keys = group_keys if isinstance(group_keys, tuple) else (group_keys,)
+        for variant, reference in pairs:
+            for metric in METRICS:
+                wide = _wide(group, metric)
+                if variant not in wide or reference not in wide:
+                    continue
+                for region in [r for r in REGIONS if r in wide.index.get_level_values("region")]:
+                    both = wide.xs(region, level="region")[[variant, reference]]
+                    has = both.notna()
+                    pair = both[has.all(axis=1)]
+                    if pair.empty:
+                        continue
+                    x, y = pair[variant].to_numpy(float), pair[reference].to_numpy(float)
+                    rows.append(dict(zip(keys, group_keys), variant=variant, reference=reference, region=region,
+                                     metric=metric, n=len(x), n_unpaired=int((has.sum(axis=1) == 1).sum()),
+                                     mean_variant=x.mean(), mean_reference=y.mean(), mean_difference=(x - y).mean(),
+                                     median_difference=float(np.median(x - y)), x=x, y=y))
+    return rows
+
+
 def wilcoxon_tests(per_case: pd.DataFrame) -> pd.DataFrame:
     """Paired Wilcoxon signed-rank tests, Holm-corrected; one row per test.
 
     Args:
         per_case: the tidy table of :func:`analysis.collect.collect`.
 
-    Returns columns recipe, plans, configuration, variant, reference, region, metric, n (pairs),
-    mean_variant, mean_reference, mean_difference and median_difference (variant minus reference),
-    statistic, p_value, p_holm, significant (p_holm < 0.05).
+    Returns columns recipe, plans, configuration, variant, reference, region, metric, n (matched
+    pairs), n_unpaired, mean_variant, mean_reference (over the matched pairs), mean_difference and
+    median_difference (variant minus reference), statistic, p_value (1 when every difference is
+    zero), p_holm, significant (p_holm < 0.05).
     """
     from scipy.stats import wilcoxon
 
-    columns = [*GROUP_KEYS, "variant", "reference", "region", "metric", "n", "mean_variant", "mean_reference",
-               "mean_difference", "median_difference", "statistic", "p_value", "p_holm", "significant"]
-    rows = []
-    data = per_case[per_case["variant"].notna()]
-    for keys, group in data.groupby(GROUP_KEYS, sort=True):
-        family = []
-        for metric in METRICS:
-            wide = _wide(group, metric)
-            for variant, reference in comparisons():
-                if variant not in wide or reference not in wide:
-                    continue
-                for region in [r for r in REGIONS if r in wide.index.get_level_values("region")]:
-                    pair = wide.xs(region, level="region")[[variant, reference]].dropna()
-                    if pair.empty:
-                        continue
-                    x, y = pair[variant].to_numpy(), pair[reference].to_numpy()
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)  # all differences zero -> p = 1
-                        result = wilcoxon(x, y)
-                    family.append(dict(zip(GROUP_KEYS, keys), variant=variant, reference=reference, region=region,
-                                       metric=metric, n=len(x), mean_variant=x.mean(), mean_reference=y.mean(),
-                                       mean_difference=(x - y).mean(), median_difference=float(np.median(x - y)),
-                                       statistic=float(result.statistic), p_value=float(result.pvalue)))
-        for row, adjusted in zip(family, holm([r["p_value"] for r in family])):
-            row.update(p_holm=adjusted, significant=bool(adjusted < 0.05))
-        rows += family
-    return pd.DataFrame(rows, columns=columns)
+    columns = [*GROUP_KEYS, "variant", "reference", "region", "metric", "n", "n_unpaired", "mean_variant",
+               "mean_reference", "mean_difference", "median_difference", "statistic", "p_value", "p_holm",
+               "significant"]
+    rows = paired_differences(per_case, GROUP_KEYS, comparisons())
+    for row in rows:
+        x, y = row.pop("x"), row.pop("y")
+        if np.all(x == y):   # nothing to rank: no evidence of a difference
+            statistic, p_value = 0.0, 1.0
+        else:
+            result = wilcoxon(x, y)
+            statistic, p_value = float(result.statistic), float(result.pvalue)
+        row.update(statistic=statistic, p_value=p_value)
+    table = pd.DataFrame(rows, columns=columns)
+    for _, family in table.groupby(GROUP_KEYS, sort=False):
+        table.loc[family.index, "p_holm"] = holm(family["p_value"])
+    table["significant"] = table["p_holm"] < 0.05
+    return table
 
 
 def bootstrap_ci(per_case: pd.DataFrame, *, seed: int = 0, n_resamples: int = 9999,
@@ -147,35 +185,72 @@ def brats_ranking(per_case: pd.DataFrame) -> pd.DataFrame:
     Args:
         per_case: the tidy table.
 
-    Returns one row per run: dataset, trainer, plans, configuration, variant, recipe, n_items (ranked
-    (fold, case, region) items per metric), mean_rank (over all cases, regions and metrics),
-    ``rank_<metric>_<region>`` (mean rank per metric and region) and position (1 = best; ties share
-    the smaller position).
+    Returns one row per run: dataset, trainer, plans, configuration, variant, recipe; per metric
+    ``n_items_<metric>`` ((fold, case, region) items ranked: those every run of the dataset has a
+    value for), ``n_dropped_<metric>`` (items some but not all runs have) and ``lacks_<metric>``
+    (items this run has no value for while another run has: a run with ``lacks`` > 0 caused
+    drops); mean_rank (over all ranked items of both metrics), ``rank_<metric>_<region>`` (mean
+    rank per metric and region) and position (1 = best; ties share the smaller position).
     """
-    frames = []
+    counts = [f"{what}_{metric}" for metric in METRICS for what in ("n_items", "n_dropped", "lacks")]
+    columns = [*RUN_KEYS, "variant", "recipe", *counts, "mean_rank", "position"]
+    frames, tallies = [], []
     for dataset, group in per_case.groupby("dataset", sort=True):
         run = group["trainer"] + "__" + group["plans"] + "__" + group["configuration"]
         group = group.assign(run=run)
         for metric in METRICS:
-            wide = group.pivot_table(index=["fold", "case", "region"], columns="run", values=metric,
-                                     aggfunc="first", dropna=False).dropna()
-            ranks = wide.rank(axis=1, ascending=not HIGHER_IS_BETTER[metric], method="average")
-            long = ranks.stack().rename("rank").reset_index()
-            frames.append(long.assign(dataset=dataset, metric=metric, n_items=len(wide)))
-    columns = [*RUN_KEYS, "variant", "recipe", "n_items", "mean_rank", "position"]
+            try:
+                wide = group.pivot(index=["fold", "case", "region"], columns="run", values=metric)
+            except ValueError as exc:
+                raise DruwasError(f"{dataset}: duplicate (fold, case, region) rows in one run; each "
+                                  f"brats_metrics.csv must list a case once") from exc
+            wide = wide.dropna(how="all")
+            lacking = wide.isna()
+            ranked = wide[~lacking.any(axis=1)]
+            ranks = ranked.rank(axis=1, ascending=not HIGHER_IS_BETTER[metric], method="average")
+            frames.append(ranks.stack().rename("rank").reset_index().assign(dataset=dataset, metric=metric))
+            tallies.append(pd.DataFrame({"dataset": dataset, "run": wide.columns, "metric": metric,
+                                         "n_items": len(ranked), "n_dropped": len(wide) - len(ranked),
+                                         "lacks": lacking.sum().to_numpy()}))
     if not frames:
         return pd.DataFrame(columns=columns)
     ranks = pd.concat(frames, ignore_index=True)
-    ranks[["trainer", "plans", "configuration"]] = ranks["run"].str.split("__", expand=True)
-    table = ranks.groupby(RUN_KEYS).agg(n_items=("n_items", "first"), mean_rank=("rank", "mean"))
-    detail = ranks.pivot_table(index=RUN_KEYS, columns=["metric", "region"], values="rank", aggfunc="mean")
+    tally = pd.concat(tallies, ignore_index=True).pivot(index=["dataset", "run"], columns="metric")
+    tally.columns = [f"{what}_{metric}" for what, metric in tally.columns]
+    table = tally[counts].join(ranks.groupby(["dataset", "run"])["rank"].mean().rename("mean_rank"))
+    detail = ranks.pivot_table(index=["dataset", "run"], columns=["metric", "region"], values="rank",
+                               aggfunc="mean")
     detail = detail.reindex(columns=[(m, r) for m in METRICS for r in REGIONS if (m, r) in detail.columns])
     detail.columns = [f"rank_{metric}_{region}" for metric, region in detail.columns]
     table = table.join(detail).reset_index()
-    table["position"] = table.groupby("dataset")["mean_rank"].rank(method="min").astype(int)
+    table[["trainer", "plans", "configuration"]] = table["run"].str.split("__", expand=True)
+    table["position"] = table.groupby("dataset")["mean_rank"].rank(method="min").astype("Int64")
     labels = per_case.drop_duplicates(RUN_KEYS)[[*RUN_KEYS, "variant", "recipe"]]
     table = table.merge(labels, on=RUN_KEYS, how="left")
     return table[columns + list(detail.columns)].sort_values(["dataset", "position"], ignore_index=True)
+
+
+def ranking_notes(ranking: pd.DataFrame) -> list[str]:
+    """One sentence per dataset: how many items the ranking used per metric and which runs caused drops.
+
+    Args:
+        ranking: :func:`brats_ranking`'s table.
+    """
+    notes = []
+    for dataset, runs in ranking.groupby("dataset", sort=True):
+        first = runs.iloc[0]
+        counts = "; ".join(f"{METRIC_NAMES[m]}: {first[f'n_items_{m}']} of "
+                           f"{first[f'n_items_{m}'] + first[f'n_dropped_{m}']}" for m in METRICS)
+        note = (f"BraTS ranking of {dataset} ({len(runs)} run{'s' if len(runs) > 1 else ''}), (fold, case, region) "
+                f"items ranked per metric: {counts}.")
+        lacking = runs[runs[[f"lacks_{m}" for m in METRICS]].sum(axis=1) > 0]
+        if not lacking.empty:
+            causes = ", ".join(f"{r.trainer}__{r.plans}__{r.configuration} ("
+                               + "/".join(str(getattr(r, f"lacks_{m}")) for m in METRICS) + ")"
+                               for r in lacking.itertuples())
+            note += f" Items were dropped because these runs lack them (Dice/HD95 items lacking): {causes}."
+        notes.append(note)
+    return notes
 
 
 def _switch_pairs() -> list[tuple[str, str, str]]:
@@ -193,32 +268,25 @@ def _switch_pairs() -> list[tuple[str, str, str]]:
 
 
 def switch_effects(per_case: pd.DataFrame) -> pd.DataFrame:
-    """Difference of run means (with minus without) for every variant pair that differs in one switch.
+    """Mean paired difference (with minus without) for every variant pair that differs in one switch.
 
     Args:
         per_case: the tidy table; only DRUwAS variants are used, compared within one dataset, recipe,
-            plans and configuration.
+            plans and configuration, on the (fold, case) items both variants have a value for.
 
     Returns columns dataset, recipe, plans, configuration, switch, with_variant, without_variant, region,
-    metric, difference.
+    metric, n (matched cases), n_unpaired, mean_with, mean_without (over the matched cases), difference
+    (mean of the paired differences).
     """
     keys = ["dataset", *GROUP_KEYS]
-    columns = [*keys, "switch", "with_variant", "without_variant", "region", "metric", "difference"]
-    data = per_case[per_case["variant"].notna()]
-    if data.empty:
-        return pd.DataFrame(columns=columns)
-    means = data.groupby([*keys, "variant", "region"])[list(METRICS)].mean()
-    rows = []
-    for group_keys, group in means.groupby(level=keys):
-        group = group.droplevel(keys)
-        for switch, with_, without in _switch_pairs():
-            if with_ not in group.index.get_level_values("variant") or \
-                    without not in group.index.get_level_values("variant"):
-                continue
-            difference = group.loc[with_] - group.loc[without]
-            for region, values in difference.iterrows():
-                for metric in METRICS:
-                    rows.append(dict(zip(keys, group_keys), switch=switch, with_variant=with_,
-                                     without_variant=without, region=region, metric=metric,
-                                     difference=values[metric]))
-    return pd.DataFrame(rows, columns=columns)
+    columns = [*keys, "switch", "with_variant", "without_variant", "region", "metric", "n", "n_unpaired",
+               "mean_with", "mean_without", "difference"]
+    switch_of = {(with_, without): switch for switch, with_, without in _switch_pairs()}
+    rows = paired_differences(per_case, keys, list(switch_of))
+    table = pd.DataFrame(rows, columns=[*keys, "variant", "reference", "region", "metric", "n", "n_unpaired",
+                                        "mean_variant", "mean_reference", "mean_difference"])
+    table = table.rename(columns={"variant": "with_variant", "reference": "without_variant",
+                                  "mean_variant": "mean_with", "mean_reference": "mean_without",
+                                  "mean_difference": "difference"})
+    table["switch"] = [switch_of[pair] for pair in zip(table["with_variant"], table["without_variant"])]
+    return table[columns]

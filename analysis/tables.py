@@ -1,4 +1,4 @@
-"""The paper's Tables 1-4, measured next to published, with statistics and plots.
+"""The paper's Tables 1-4, measured next to published, with statistics, figures and one report page.
 
 Usage::
 
@@ -8,73 +8,51 @@ Usage::
 ``<results>/druwas_tables`` (it must be given when there is no results folder:
 then only the published rows are written). Written to ``--out``:
 
-- ``table1.csv`` .. ``table4.csv`` (+ ``.md`` and ``.tex``, LaTeX with booktabs and the
-  best value of each column in bold: highest Dice, lowest HD95, over every row that
-  is not a difference). Tables 1, 2, 3 are BraTS 2020, 2018, 2019: the published rows,
-  the paper's own rows, and one measured row per run (dataset x trainer x plans x
-  configuration) on a dataset of that year: mean over all cases with the folds pooled,
-  the sample standard deviation (``*_std``, ddof 1) and the number of values
-  (``*_n``). Table 4 (BraTS 2020 ablation): the paper's seven rows, the measured
-  DRUwAS variants of every recipe found, and ``difference`` rows (measured minus
-  the paper's row of the same variant).
-- ``per_case.csv`` (the tidy table every number comes from), ``runs.csv`` (what was
-  found and whether it is complete), ``statistics.csv``, ``bootstrap_ci.csv``,
-  ``ranking.csv``, ``switch_effects.csv`` (see :mod:`analysis.stats`) and the plots of
-  :mod:`analysis.plots` under ``plots/``.
+- ``table1.csv`` .. ``table4.csv`` (+ ``.md`` and ``.tex``; ``tables.tex`` is a document that
+  compiles all four with ``pdflatex``; how they are shown: :mod:`analysis.render`). Tables 1, 2, 3
+  are BraTS 2020, 2018, 2019: the published rows, the paper's own rows, and one measured row per run
+  (dataset x trainer x plans x configuration) on a dataset of that year: mean over all cases with
+  the folds pooled, the sample standard deviation (``*_std``, ddof 1), the number of values
+  (``*_n``), the cases (``n_cases``) and the folds (``folds``). Table 4 (BraTS 2020 ablation): the
+  paper's seven rows, the measured DRUwAS variants of every recipe found, and ``measured - paper``
+  rows (measured minus the paper's row of the same variant).
+- ``per_case.csv`` (the tidy table every number comes from), ``runs.csv`` (what was found and
+  whether it is complete), ``statistics.csv``, ``bootstrap_ci.csv``, ``ranking.csv``,
+  ``switch_effects.csv`` (see :mod:`analysis.stats`), ``training_curves.csv`` (see
+  :mod:`analysis.curves`), ``notes.md`` (what applies to no single table: datasets without a BraTS
+  year, skipped folders, what the ranking dropped), the figures of :mod:`analysis.plots` under
+  ``plots/`` and ``report.html`` (:mod:`analysis.report`: everything on one page).
 
 Column ``year`` of the tables is the publication year; the BraTS release of a
 measured row is ``brats_year``. Footnotes name incomplete runs (marked with a dagger),
-the HD95 definition of the measured rows, and the paper's internal inconsistency.
+the HD95 definition of the measured rows, and the paper's internal inconsistency, each
+only in the tables whose rows it concerns.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis.collect import REGIONS, RUN_KEYS, Collection, collect, parse_year_overrides
+from analysis.collect import RUN_KEYS, Collection, collect, parse_year_overrides
+from analysis.display import hd95_unit, run_label, setting_label
 from analysis.published import INCONSISTENCY_NOTE, METRIC_COLUMNS, TABLE_YEARS, published_rows
+from analysis.render import DAGGER, DIFFERENCE, SOURCE_LABELS, Table, latex_document, to_latex, to_markdown
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.variants import variant_by_key
 
-CAPTIONS = {
-    1: "Comparison with other approaches on BraTS 2020",
-    2: "Comparison with other approaches on BraTS 2018",
-    3: "Comparison with other approaches on BraTS 2019",
-    4: "Ablation study on BraTS 2020",
-}
-SOURCE_ORDER = {"published": 0, "paper": 1, "measured": 2, "difference": 3}
-DAGGER = "\u2020"
+SOURCE_ORDER = {"published": 0, "paper": 1, "measured": 2, DIFFERENCE: 3}
 STAT_COLUMNS = [f"{c}_{s}" for c in METRIC_COLUMNS for s in ("std", "n")]
+PRINTED_COLUMNS = [f"{c}_printed" for c in METRIC_COLUMNS]
 TABLE_COLUMNS = ["table", "method", "source", "reference", "year", "variant", "table4_row", "recipe", "dataset",
-                 "brats_year", "trainer", "plans", "configuration", "complete", "issues", *METRIC_COLUMNS,
-                 *STAT_COLUMNS]
-
-
-@dataclass
-class Table:
-    """One of the paper's tables: its rows (``frame``, columns :data:`TABLE_COLUMNS`) and footnotes."""
-    number: int
-    frame: pd.DataFrame
-    footnotes: list[str] = field(default_factory=list)
-
-
-def _run_label(row: pd.Series, several_datasets: bool) -> str:
-    details = []
-    if isinstance(row["recipe"], str):
-        details.append(f"{row['recipe']} recipe")
-    details.append(row["configuration"])
-    if row["plans"] != "nnUNetPlans":
-        details.append(row["plans"])
-    if several_datasets:
-        details.append(row["dataset"])
-    name = variant_by_key(row["variant"]).label if isinstance(row["variant"], str) else row["trainer"]
-    return f"{name} (measured: {', '.join(details)})"
+                 "brats_year", "trainer", "plans", "configuration", "complete", "issues", "n_cases", "folds",
+                 *METRIC_COLUMNS, *STAT_COLUMNS, *PRINTED_COLUMNS]
+INTEGER_COLUMNS = ["reference", "year", "table4_row", "brats_year", "n_cases",
+                   *[c for c in STAT_COLUMNS if c.endswith("_n")]]
 
 
 def measured_rows(collection: Collection) -> pd.DataFrame:
@@ -93,13 +71,16 @@ def measured_rows(collection: Collection) -> pd.DataFrame:
     for column in [*METRIC_COLUMNS, *STAT_COLUMNS]:
         if column not in wide:
             wide[column] = np.nan
+    wide["n_cases"] = per_case.drop_duplicates([*RUN_KEYS, "fold", "case"]).groupby(RUN_KEYS).size()
     rows = collection.runs.merge(wide.reset_index(), on=RUN_KEYS, how="inner")
     rows["source"] = "measured"
     rows["table4_row"] = rows["variant"].map(lambda k: variant_by_key(k).table4_row if isinstance(k, str) else None)
     rows["reference"] = pd.NA
     rows["year"] = pd.NA
     several = rows.groupby("brats_year", dropna=False)["dataset"].transform("nunique") > 1
-    rows["method"] = [_run_label(row, many) for (_, row), many in zip(rows.iterrows(), several)]
+    rows["method"] = [f"{run_label(row['variant'], row['trainer'])} ("
+                      f"{setting_label(row['recipe'], row['configuration'], row['plans'], row['dataset'] if many else None)})"
+                      for (_, row), many in zip(rows.iterrows(), several)]
     for column in STAT_COLUMNS:
         if column.endswith("_n"):
             rows[column] = rows[column].fillna(0).astype(int)
@@ -111,38 +92,53 @@ def _difference_rows(measured: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFram
     rows = measured[measured["variant"].isin(reference.index)].copy()
     rows[list(METRIC_COLUMNS)] = rows[list(METRIC_COLUMNS)].to_numpy(float) - \
         reference.loc[rows["variant"]].to_numpy(float)
-    rows[STAT_COLUMNS] = np.nan
-    rows["source"] = "difference"
-    rows["method"] = rows["method"].str.replace("(measured:", "(measured - published:", regex=False)
+    rows[[c for c in STAT_COLUMNS if c.endswith("_std")]] = np.nan
+    rows["source"] = DIFFERENCE
     return rows
 
 
+def _run_path(row) -> str:
+    return f"{row.dataset}/{row.trainer}__{row.plans}__{row.configuration}"
+
+
 def _footnotes(number: int, measured: pd.DataFrame, collection: Collection) -> list[str]:
+    """The notes of one table: only those about its own rows (and runs of its year left out of it)."""
     notes = []
+    if not measured.empty:
+        notes.append("Measured rows (this harness): mean over all cases of the folds shown (pooled), with the "
+                     "sample standard deviation (ddof 1) under it; n = cases per mean (a cell over fewer values "
+                     "says n=...).")
+        for row in measured[~measured["complete"].astype(bool)].itertuples():
+            notes.append(f"{DAGGER} Incomplete run {_run_path(row)}: {row.issues}.")
+        runs = measured[RUN_KEYS].drop_duplicates()
+        definitions = sorted(collection.per_case.merge(runs, on=RUN_KEYS)["hd95_definition"].dropna()
+                             .astype(str).unique())
+        if len(definitions) == 1:
+            notes.append(f"Measured HD95 definition: {definitions[0]}.")
+        elif definitions:
+            notes.append(f"Measured rows mix HD95 definitions ({'; '.join(definitions)}): compare with care.")
     year = collection.runs["brats_year"] == TABLE_YEARS[number]
     unevaluated = collection.runs[year.fillna(False).astype(bool) & (collection.runs["folds"] == "")]
     if number == 4:
         unevaluated = unevaluated[unevaluated["variant"].notna()]
     for row in unevaluated.itertuples():
-        notes.append(f"Run {row.dataset}/{row.trainer}__{row.plans}__{row.configuration} has no evaluated fold "
-                     f"and is not in the table: {row.issues}.")
-    per_case = collection.per_case
-    if not measured.empty:
-        notes.append("Measured rows: mean over all cases of all folds (pooled), ± the sample standard deviation "
-                     "(ddof 1); the CSV also gives the number of values per cell.")
-        incomplete = measured[~measured["complete"].astype(bool)]
-        for _, row in incomplete.iterrows():
-            notes.append(f"{DAGGER} Incomplete run {row['dataset']}/{row['trainer']}__{row['plans']}__"
-                         f"{row['configuration']}: {row['issues']}.")
-        runs = measured[RUN_KEYS].drop_duplicates()
-        definitions = sorted(per_case.merge(runs, on=RUN_KEYS)["hd95_definition"].dropna().astype(str).unique())
-        if len(definitions) == 1:
-            notes.append(f"Measured HD95 definition: {definitions[0]}.")
-        elif definitions:
-            notes.append(f"Measured rows mix HD95 definitions ({'; '.join(definitions)}): compare with care.")
+        notes.append(f"Run {_run_path(row)} has no evaluated fold and is not in the table: {row.issues}.")
+    printed = "the paper's rows" if number == 4 else "published and the paper's rows"
+    best = f"Bold: the best value of a column (highest Dice, lowest HD95) among {printed}"
+    notes.append(best + (", and separately among the complete measured rows (at the printed precision); "
+                         f"{DAGGER} runs are never bold." if not measured.empty else "."))
+    if number == 4:
+        if not measured.empty:
+            notes.append(f"{SOURCE_LABELS[DIFFERENCE]}: a measured row minus the paper's row of the same variant (other data "
+                         "splits; the paper does not state its HD95 protocol).")
+        notes.append("The paper's values are printed as the paper prints them; it does not state its HD95 "
+                     "protocol.")
+    else:
+        notes.append("Published and the paper's values are printed as their source prints them (Dice printed "
+                     "in percent as fractions); each source's HD95 protocol is its own, and the paper does not "
+                     "state them.")
     if number in (1, 4):
         notes.append(INCONSISTENCY_NOTE)
-    notes.append("Published HD95 values follow each source's own protocol, which the paper does not state.")
     return notes
 
 
@@ -170,98 +166,10 @@ def build_tables(collection: Collection) -> dict[int, Table]:
         frame["order"] = frame["source"].map(SOURCE_ORDER)
         # published rows keep the paper's order: the stable sort only moves measured/difference rows
         frame = frame.sort_values(sort, kind="stable", na_position="last").drop(columns="order")
-        for column in ("reference", "year", "table4_row", "brats_year"):
-            frame[column] = frame[column].astype("Int64")
-        tables[number] = Table(number, frame.reset_index(drop=True), _footnotes(number, rows, collection))
+        frame = frame.astype({column: "Int64" for column in INTEGER_COLUMNS})
+        tables[number] = Table(number, frame.reset_index(drop=True), _footnotes(number, rows, collection),
+                               hd95_unit(collection.per_case[collection.per_case["brats_year"] == year]))
     return tables
-
-
-# --- rendering ---------------------------------------------------------------------------
-
-def best_mask(frame: pd.DataFrame) -> pd.DataFrame:
-    """True where a metric cell is the best of its column (max Dice, min HD95) among non-difference rows."""
-    ranked = frame["source"] != "difference"
-    mask = pd.DataFrame(False, index=frame.index, columns=list(METRIC_COLUMNS))
-    for column in METRIC_COLUMNS:
-        values = pd.to_numeric(frame.loc[ranked, column], errors="coerce")
-        if values.notna().any():
-            best = values.max() if column.startswith("dice") else values.min()
-            mask.loc[values.index[values == best], column] = True
-    return mask
-
-
-def _cell(row: pd.Series, column: str, plus_minus: str) -> str:
-    value = row[column]
-    if pd.isna(value):
-        return "-"
-    text = f"{value:+.4f}" if row["source"] == "difference" else f"{value:.4f}"
-    if row["source"] == "measured" and not pd.isna(row[f"{column}_std"]):
-        text += f"{plus_minus}{row[f'{column}_std']:.4f}"
-    return text
-
-
-def _display(table: Table, *, bold, plus_minus: str, dagger: str, escape) -> tuple[list[str], list[list[str]]]:
-    frame, mask = table.frame, best_mask(table.frame)
-    lead = ["Row", "Method", "Source"] if table.number == 4 else ["Method", "Ref.", "Year", "Source"]
-    header = lead + [f"Dice {r}" for r in REGIONS] + [f"HD95 {r}" for r in REGIONS]
-    body = []
-    for index, row in frame.iterrows():
-        method = escape(row["method"]) + (dagger if row["source"] == "measured" and not row["complete"] else "")
-        if table.number == 4:
-            cells = [str(row["table4_row"]), method, row["source"]]
-        else:
-            cells = [method, "" if pd.isna(row["reference"]) else f"[{row['reference']}]",
-                     "" if pd.isna(row["year"]) else str(row["year"]), row["source"]]
-        for column in METRIC_COLUMNS:
-            text = _cell(row, column, plus_minus)
-            cells.append(bold(text) if mask.at[index, column] else text)
-        body.append(cells)
-    return header, body
-
-
-def to_markdown(table: Table) -> str:
-    """The table as GitHub Markdown: caption, pipe table (best values in bold), footnotes."""
-    header, body = _display(table, bold=lambda t: f"**{t}**", plus_minus=" ± ", dagger=f" {DAGGER}",
-                            escape=lambda t: t.replace("|", "\\|"))
-    lines = [f"**Table {table.number}.** {CAPTIONS[table.number]}.", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    lines += [""] + [f"- {note}" for note in table.footnotes]
-    return "\n".join(lines) + "\n"
-
-
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  DAGGER: r"$^\dagger$", "±": r"$\pm$"}
-
-
-def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters in plain text."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
-
-
-def to_latex(table: Table) -> str:
-    """The table as a LaTeX ``table`` with booktabs rules, best values in ``\\textbf``, footnotes below."""
-    header, body = _display(table, bold=lambda t: rf"\textbf{{{t}}}", plus_minus=r"$\pm$",
-                            dagger=r"$^\dagger$", escape=latex_escape)
-    n_lead = len(header) - 6
-    lines = [r"\begin{table}[t]", r"\centering", r"\footnotesize",
-             rf"\caption{{{latex_escape(CAPTIONS[table.number])}.}}", rf"\label{{tab:druwas{table.number}}}",
-             r"\begin{tabular}{" + "l" * n_lead + "r" * 6 + "}", r"\toprule",
-             " & " * (n_lead - 1) + rf" & \multicolumn{{3}}{{c}}{{Dice}} & \multicolumn{{3}}{{c}}{{HD95}} \\",
-             rf"\cmidrule(lr){{{n_lead + 1}-{n_lead + 3}}} \cmidrule(lr){{{n_lead + 4}-{n_lead + 6}}}",
-             " & ".join(header[:n_lead] + list(REGIONS) * 2) + r" \\", r"\midrule"]
-    previous = None
-    for cells, source in zip(body, table.frame["source"]):
-        if previous is not None and source != previous and table.number != 4:
-            lines.append(r"\midrule")
-        previous = source
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [rf"\par\smallskip\parbox{{\linewidth}}{{\scriptsize {latex_escape(note)}}}"
-              for note in table.footnotes]
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -286,7 +194,7 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
 def compile_tables(results: Path | str | None, out: Path | str, *, year_overrides: dict | None = None,
                    exclude_incomplete: bool = False, plots: bool = True, seed: int = 0, n_resamples: int = 9999,
                    echo: bool = True) -> dict[int, Table]:
-    """Collect, build Tables 1-4, compute the statistics, draw the plots and write everything to ``out``.
+    """Collect, build Tables 1-4, compute the statistics, draw the figures, write everything and the report.
 
     Args:
         results: the nnU-Net results folder; None for published rows only.
@@ -298,7 +206,8 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
         n_resamples: bootstrap resamples per interval.
         echo: print the Markdown tables and notes to stdout.
     """
-    from analysis import stats
+    from analysis import curves as training, stats
+    from analysis.report import build_report
 
     collection = collect(results, year_overrides)
     dropped = collection.runs[~collection.runs["complete"].astype(bool)]
@@ -309,31 +218,50 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
     tables = build_tables(collection)
     if exclude_incomplete:
         for table in tables.values():
-            table.footnotes += [f"Excluded incomplete run {r.dataset}/{r.trainer}__{r.plans}__{r.configuration}: "
-                                f"{r.issues}." for r in dropped.itertuples()]
+            table.footnotes += [f"Excluded incomplete run {_run_path(r)}: {r.issues}." for r in dropped.itertuples()]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for number, table in tables.items():
         write_csv(out / f"table{number}.csv", table.frame)
         write_text(out / f"table{number}.md", to_markdown(table))
         write_text(out / f"table{number}.tex", to_latex(table))
+    write_text(out / "tables.tex", latex_document([rf"\input{{table{number}}}" for number in tables]))
     per_case = collection.per_case
     write_csv(out / "per_case.csv", per_case)
     write_csv(out / "runs.csv", collection.runs)
-    write_csv(out / "statistics.csv", stats.wilcoxon_tests(per_case))
-    write_csv(out / "bootstrap_ci.csv", stats.bootstrap_ci(per_case, seed=seed, n_resamples=n_resamples))
-    write_csv(out / "ranking.csv", stats.brats_ranking(per_case))
+    statistics = stats.wilcoxon_tests(per_case)
+    ranking = stats.brats_ranking(per_case)
     effects = stats.switch_effects(per_case)
+    intervals = stats.bootstrap_ci(per_case, seed=seed, n_resamples=n_resamples)
+    write_csv(out / "statistics.csv", statistics)
+    write_csv(out / "bootstrap_ci.csv", intervals)
+    write_csv(out / "ranking.csv", ranking)
     write_csv(out / "switch_effects.csv", effects)
+    curves, curve_notes = training.training_curves(results, collection.runs)
+    write_csv(out / "training_curves.csv", curves)
+    notes = collection.notes + curve_notes + stats.ranking_notes(ranking)
+    write_text(out / "notes.md", "# Notes\n\n" + "".join(f"- {note}\n" for note in notes or ["none"]))
+    figures = {}
     if plots and not per_case.empty:
         from analysis.plots import draw_all
-        draw_all(per_case, tables[4].frame, effects, out / "plots")
+        figures = draw_all(per_case, tables[4].frame, effects, training.continuation_curves(curves), out / "plots")
+    shown = [("wilcoxon", "Paired Wilcoxon signed-rank tests (statistics.csv): matched (dataset, fold, case) "
+              "pairs, Holm-corrected per recipe, plans and configuration", statistics.drop(
+                  columns=["mean_variant", "mean_reference", "median_difference", "statistic"])),
+             ("switches", "Switch effects (switch_effects.csv): mean paired difference, with minus without, over "
+              "the matched cases", effects),
+             ("ranking", "BraTS ranking (ranking.csv): mean rank over the items every run has; lacks = items a "
+              "run has no value for", ranking[[c for c in ranking.columns if not c.startswith("rank_")]]),
+             ("bootstrap", "Bootstrap 95 % confidence intervals of each run's mean (bootstrap_ci.csv), cases of "
+              "all folds pooled", intervals)]
+    write_text(out / "report.html", build_report(tables, shown, notes, figures, out / "plots",
+                                                 str(results) if results is not None else "(no results folder)"))
     if echo:
         for table in tables.values():
             print(to_markdown(table))
-        for note in collection.notes:
+        for note in notes:
             print(f"note: {note}")
-        print(f"written to {out}")
+        print(f"written to {out} (everything on one page: {out / 'report.html'})")
     return tables
 
 

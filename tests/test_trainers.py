@@ -292,6 +292,26 @@ def test_swish_continuation_starts_from_the_relu_weights(swish_run):
     assert (fold / "brats_metrics.csv").is_file()
 
 
+def test_figure4_reads_nnunets_own_training_logs(swish_run):
+    """The analysis reads the per-epoch logs of real checkpoints: the ReLU run's epochs, then the Swish run's."""
+    from analysis.collect import collect
+    from analysis.curves import continuation_curves, training_curves
+
+    results = Path(swish_run["nnUNet_results"])
+    curves, notes = training_curves(results, collect(results).runs)
+    assert not notes
+    logs = {t: load_checkpoint(fold_dir(swish_run, t) / "checkpoint_final.pth")["logging"] for t in (RELU, SWISH)}
+    joined = continuation_curves(curves[curves["trainer"].isin([RELU, SWISH])])
+    relu, swish = (len(logs[t]["train_losses"]) for t in (RELU, SWISH))
+    assert relu >= 1 and swish >= 1
+    assert joined["epoch"].tolist() == list(range(1, relu + swish + 1))
+    assert joined["phase"].tolist() == ["ReLU"] * relu + ["Swish"] * swish
+    for column, key in (("train_loss", "train_losses"), ("val_loss", "val_losses"), ("pseudo_dice", "mean_fg_dice"),
+                        ("ema_pseudo_dice", "ema_fg_dice")):
+        expected = [float(v) for v in logs[RELU][key] + logs[SWISH][key]]
+        assert joined[column].tolist() == pytest.approx(expected, rel=1e-12), column
+
+
 def test_swish_resume_continues_its_own_run_without_reloading(swish_run):
     fold = fold_dir(swish_run, SWISH)
     record = (fold / "continuation.json").read_bytes()
