@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -60,6 +61,9 @@ DATA_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 OPTIONAL_VARIABLES = ("nnUNet_def_n_proc", "nnUNet_n_proc_DA", "nnUNet_compile", "nnUNet_keep_files_open",
                       "DRUWAS_EPOCHS", "DRUWAS_ITERS", "OMP_NUM_THREADS")
 DONE_FILES = ("checkpoint_final.pth", "brats_metrics.csv")
+# Training cases of one fold of BraTS 2020 (369 cases) under 5-fold cross-validation: 295 or 296
+# (2019: 268, 2018: 228); the epoch length of a one-pass recipe in --estimate.
+DEFAULT_TRAIN_CASES = 296
 TABLES_JOB = "tables"
 LOG_MARK = "[druwas-grid]"  # prefix of the start / end lines every job writes to its log
 
@@ -108,21 +112,27 @@ class Selection:
                 for t in self.trainers for f in self.folds]
 
 
+# --recipe values that select several recipes ("both" predates the strict recipe and keeps its meaning)
+RECIPE_GROUPS = {"both": ("paper", "nnunet"), "all": RECIPES}
+RECIPE_CHOICES = (*RECIPES, *RECIPE_GROUPS)
+
+
 def select_trainers(requested: Sequence[str], recipe: str = "paper") -> tuple[str, ...]:
     """Trainer names for ``--trainers``: names, variant keys or ``all``, in the variant table's order.
 
     Args:
         requested: DRUwAS trainer class names (e.g. ``nnUNetTrainerDRUwAS_SA``), variant keys
             (``baseline``, ``sa``, ..., ``swish``) or ``all`` (every variant).
-        recipe: for keys and ``all``: ``paper``, ``nnunet`` or ``both`` training recipes.
-            Explicit trainer names carry their recipe in the name and ignore this.
+        recipe: for keys and ``all``: a training recipe (``paper``, ``nnunet``, ``strict``) or a
+            group of them (:data:`RECIPE_GROUPS`: ``both`` = paper and nnunet, ``all`` = every
+            recipe). Explicit trainer names carry their recipe in the name and ignore this.
 
     Raises:
-        DruwasError: for a name that is neither a DRUwAS trainer nor a variant key.
+        DruwasError: for a name that is neither a DRUwAS trainer nor a variant key, or an unknown recipe.
     """
-    recipes = RECIPES if recipe == "both" else (recipe,)
-    if recipe != "both" and recipe not in RECIPES:
-        raise DruwasError(f"unknown recipe {recipe!r}; choose paper, nnunet or both")
+    if recipe not in RECIPE_CHOICES:
+        raise DruwasError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPE_CHOICES)}")
+    recipes = RECIPE_GROUPS.get(recipe, (recipe,))
     chosen: set[str] = set()
     for item in requested:
         if item == "all":
@@ -588,42 +598,66 @@ def format_status(rows: Sequence[dict]) -> str:
 # --- cost --------------------------------------------------------------------------------------
 
 def gpu_hours(epoch_seconds: float, trainers: Sequence[str], *, datasets: int = 3, folds: int = 5,
-              configurations: int = 1, epochs: dict[str, int] | None = None) -> list[dict]:
+              configurations: int = 1, epochs: dict[str, int] | None = None,
+              train_cases: int = DEFAULT_TRAIN_CASES) -> list[dict]:
     """The GPU-hours of a grid: one row per trainer, and a total row.
 
     Training only (the final validation and the tables add minutes per fold, not hours). Column
     ``wall_hours`` is the time from submission to the end of that trainer's folds when every task
     gets its own GPU at once: its own epochs plus those of the run it continues (Swish after
-    ReLU); the total row gives the longest of them.
+    ReLU); the total row gives the longest of them. An epoch of ``iterations`` training iterations
+    takes ``epoch_seconds * iterations / 250``.
 
     Args:
-        epoch_seconds: seconds per training epoch on one GPU (nnU-Net's epoch: 250 iterations).
+        epoch_seconds: seconds per training epoch of nnU-Net's 250 iterations on one GPU.
         trainers: DRUwAS trainer names (:func:`select_trainers`).
         datasets: number of datasets (3 for BraTS 2018, 2019, 2020).
         folds: folds per dataset (nnU-Net's 5-fold cross-validation).
         configurations: nnU-Net configurations per dataset (``-c``), each trained on every fold.
         epochs: trainer name -> epochs, for trainers whose length differs from
             :func:`recipe_epochs` (the trainer's own).
+        train_cases: training cases per fold, for recipes whose epoch is one pass over them
+            (:func:`recipe_iterations`).
     """
     def n_epochs(trainer: str) -> int:
         return (epochs or {}).get(trainer) or recipe_epochs(trainer)
 
-    def chain_epochs(trainer: str | None) -> int:
-        return 0 if trainer is None else n_epochs(trainer) + chain_epochs(continued_trainer(trainer))
+    def hours(trainer: str) -> float:
+        return n_epochs(trainer) * epoch_seconds * recipe_iterations(trainer, train_cases) / NNUNET_ITERATIONS / 3600
+
+    def chain_hours(trainer: str | None) -> float:
+        return 0.0 if trainer is None else hours(trainer) + chain_hours(continued_trainer(trainer))
 
     rows = []
     for trainer in trainers:
         variant, recipe = lookup_trainer(trainer)
         runs = datasets * configurations * folds
-        rows.append(dict(recipe=recipe, variant=variant.key, trainer=trainer, epochs=n_epochs(trainer), runs=runs,
-                         gpu_hours=runs * n_epochs(trainer) * epoch_seconds / 3600,
-                         wall_hours=chain_epochs(trainer) * epoch_seconds / 3600))
-    rows.append(dict(recipe="", variant="total", trainer="", epochs="", runs=sum(r["runs"] for r in rows),
+        rows.append(dict(recipe=recipe, variant=variant.key, trainer=trainer, epochs=n_epochs(trainer),
+                         iterations=recipe_iterations(trainer, train_cases), runs=runs,
+                         gpu_hours=runs * hours(trainer), wall_hours=chain_hours(trainer)))
+    rows.append(dict(recipe="", variant="total", trainer="", epochs="", iterations="", runs=sum(r["runs"] for r in rows),
                      gpu_hours=sum(r["gpu_hours"] for r in rows), wall_hours=max(r["wall_hours"] for r in rows)))
     return rows
 
 
 NNUNET_DEFAULT_EPOCHS = 1000  # nnUNetTrainer.__init__ sets num_epochs = 1000 (an instance attribute)
+NNUNET_ITERATIONS = 250       # nnUNetTrainer.__init__: num_iterations_per_epoch
+
+
+def recipe_iterations(trainer: str, train_cases: int = DEFAULT_TRAIN_CASES) -> int:
+    """Training iterations per epoch of a DRUwAS trainer (without ``DRUWAS_ITERS``).
+
+    Args:
+        trainer: a DRUwAS trainer name; nnU-Net's 250 unless its recipe's epoch is one pass over
+            the training cases (``ceil(train_cases / batch size)``, the paper's batch size 4).
+        train_cases: training cases per fold.
+    """
+    from nnunetv2_druwas.training import trainer_classes
+
+    cls = trainer_classes()[trainer]
+    if not cls.recipe_one_pass_epochs:
+        return NNUNET_ITERATIONS
+    return math.ceil(train_cases / cls.paper_target_batch_size)
 
 
 def recipe_epochs(trainer: str) -> int:
@@ -641,12 +675,13 @@ def recipe_epochs(trainer: str) -> int:
 
 def format_gpu_hours(rows: Sequence[dict], epoch_seconds: float) -> str:
     """:func:`gpu_hours` as a fixed-width table."""
-    lines = [f"Training time at {epoch_seconds:g} s per epoch on one GPU (one GPU per run)",
-             f"{'recipe':<7} {'variant':<9} {'trainer':<44} {'epochs':>6} {'runs':>5} {'GPU-hours':>10} "
+    lines = [f"Training time at {epoch_seconds:g} s per epoch of {NNUNET_ITERATIONS} iterations on one GPU "
+             f"(one GPU per run)",
+             f"{'recipe':<7} {'variant':<9} {'trainer':<44} {'epochs':>6} {'iters':>5} {'runs':>5} {'GPU-hours':>10} "
              f"{'wall hours':>10}"]
     for r in rows:
-        lines.append(f"{r['recipe']:<7} {r['variant']:<9} {r['trainer']:<44} {r['epochs']:>6} {r['runs']:>5} "
-                     f"{r['gpu_hours']:>10.1f} {r['wall_hours']:>10.1f}")
+        lines.append(f"{r['recipe']:<7} {r['variant']:<9} {r['trainer']:<44} {r['epochs']:>6} {r['iterations']:>5} "
+                     f"{r['runs']:>5} {r['gpu_hours']:>10.1f} {r['wall_hours']:>10.1f}")
     return "\n".join(lines)
 
 
@@ -660,8 +695,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="FOLD")
     what.add_argument("--trainers", nargs="+", default=["all"], metavar="NAME",
                       help="DRUwAS trainer names, variant keys (baseline sa ag saag res full swish) or 'all'")
-    what.add_argument("--recipe", choices=("paper", "nnunet", "both"), default="paper",
-                      help="training recipe(s) for variant keys and 'all' (default: paper)")
+    what.add_argument("--recipe", choices=RECIPE_CHOICES, default="paper",
+                      help="training recipe(s) for variant keys and 'all': paper (default), nnunet, strict, "
+                           "both (paper and nnunet) or all")
     what.add_argument("-p", "--plans", default="nnUNetPlans", help="nnU-Net plans identifier")
     how = parser.add_argument_group("output and resources")
     how.add_argument("--out", type=Path, default=None, help="folder for the scripts, logs and tables")
@@ -684,7 +720,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="report each run as done / running / queued / incomplete / missing")
     act.add_argument("--estimate", action="store_true", help="print the grid's GPU-hours and exit")
     act.add_argument("--epoch-seconds", type=float, default=None,
-                     help="seconds per epoch on one GPU, for --estimate")
+                     help="seconds per epoch of 250 iterations on one GPU, for --estimate")
+    act.add_argument("--train-cases", type=int, default=DEFAULT_TRAIN_CASES,
+                     help=f"training cases per fold, for --estimate of the strict recipe (one pass per epoch; "
+                          f"default {DEFAULT_TRAIN_CASES}: BraTS 2020 under 5-fold cross-validation)")
 
 
 def _selection_from_args(args: argparse.Namespace) -> Selection:
@@ -703,9 +742,11 @@ def run(args: argparse.Namespace) -> int:
     if args.estimate:
         if args.epoch_seconds is None:
             raise DruwasError("--estimate needs --epoch-seconds (seconds per training epoch on one GPU)")
+        if args.train_cases < 1:
+            raise DruwasError(f"--train-cases {args.train_cases}: give the number of training cases per fold (>= 1)")
         rows = gpu_hours(args.epoch_seconds, select_trainers(args.trainers, args.recipe),
                          datasets=len(args.datasets) if args.datasets else 3, folds=len(set(args.folds)),
-                         configurations=len(set(args.configurations)))
+                         configurations=len(set(args.configurations)), train_cases=args.train_cases)
         print(format_gpu_hours(rows, args.epoch_seconds))
         return 0
     selection = _selection_from_args(args)

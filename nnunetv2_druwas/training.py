@@ -1,6 +1,6 @@
 """nnU-Net trainers for the DRUwAS family: the behaviour behind every name in ``trainers/``.
 
-Every row of :data:`nnunetv2_druwas.variants.VARIANTS` becomes two nnU-Net trainer classes
+Every row of :data:`nnunetv2_druwas.variants.VARIANTS` becomes three nnU-Net trainer classes
 (:func:`trainer_classes`), one per training recipe:
 
 * **nnU-Net's recipe** (:class:`DRUwASTrainerBase`, names ending in ``_nnUNetRecipe``): only the
@@ -12,14 +12,20 @@ Every row of :data:`nnunetv2_druwas.variants.VARIANTS` becomes two nnU-Net train
   patience 4 and factor 0.1 (PyTorch's default; the paper gives no factor) on the validation
   signal below, 100 epochs (60 for the Swish continuation) and batch size 4 where the plan's
   memory budget allows (:meth:`DRUwASPaperRecipeTrainer.paper_batch_size`).
+* **The paper's recipe taken literally** (:class:`DRUwASPaperStrictTrainer`, names ending in
+  ``_PaperStrict``): the paper's recipe without three things nnU-Net adds and neither the paper
+  nor the authors' public code (ADRUwAMS) has: no deep supervision; one epoch = one pass over the
+  fold's training cases, ``ceil(n_train / batch size)`` training iterations (and
+  ``ceil(n_val / batch size)`` validation iterations); no test-time mirroring in the final
+  validation (nor in ``nnUNetv2_predict`` of such a model: its checkpoint allows no mirroring axes).
 
-Shared by both recipes (decisions where the paper is silent):
+Shared by all recipes (decisions where the paper is silent):
 
 * Loss: nnU-Net's region-based Dice + BCE on the WT/TC/ET sigmoid outputs (SPEC open point 5).
 * Deep supervision: on, as in nnU-Net (open point 6), at the scales of the strides the network
-  really uses (its stage count can be smaller than the plan's).
+  really uses (its stage count can be smaller than the plan's); off under the strict recipe.
 * Epoch length: nnU-Net's 250 training and 50 validation iterations (open point 4); the paper's
-  "epoch" is not defined further.
+  "epoch" is not defined further. The strict recipe reads it as one pass over the training cases.
 * Split: nnU-Net's 5-fold cross-validation (open point 7), so every fold is a full experiment.
 * Plateau signal: nnU-Net's exponential moving average of the online validation pseudo Dice
   (``ema_fg_dice``, mean over WT/TC/ET, mode max), available after every epoch on every DDP
@@ -36,7 +42,8 @@ drops the segmentation head. What was loaded is written to ``fold_<N>/continuati
 
 Short runs without code changes: ``DRUWAS_EPOCHS`` (epochs), ``DRUWAS_ITERS`` (training
 iterations per epoch; validation iterations scale with it, at least 1) and ``DRUWAS_LR`` (initial
-learning rate, for compressed demo runs) override every DRUwAS trainer. Nothing that changes the network is read from the environment, because
+learning rate, for compressed demo runs) override every DRUwAS trainer; ``DRUWAS_ITERS`` also
+replaces the strict recipe's one-pass epoch. Nothing that changes the network is read from the environment, because
 ``nnUNetv2_predict`` must rebuild the same network from the trainer name alone.
 
 After the final validation, every fold gets ``brats_metrics.csv`` (and its ``_summary.csv``):
@@ -164,6 +171,7 @@ class DRUwASTrainerBase(nnUNetTrainer):
     recipe_weight_decay: ClassVar[float | None] = None
     recipe_num_epochs: ClassVar[int | None] = None
     recipe_continuation_epochs: ClassVar[int | None] = None   # epochs of a continuation run
+    recipe_one_pass_epochs: ClassVar[bool] = False  # True: an epoch is one pass over the training cases
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -395,7 +403,53 @@ class DRUwASPaperRecipeTrainer(DRUwASTrainerBase):
         return max(1, min(self.paper_target_batch_size, budget // per_sample))
 
 
-_RECIPE_BASES: dict[str, type[DRUwASTrainerBase]] = {"paper": DRUwASPaperRecipeTrainer, "nnunet": DRUwASTrainerBase}
+class DRUwASPaperStrictTrainer(DRUwASPaperRecipeTrainer):
+    """The paper's recipe taken literally (module docstring): no deep supervision, one epoch = one pass
+    over the fold's training cases, no test-time mirroring.
+
+    The epoch length is set when nnU-Net builds the data loaders (the split is known then):
+    ``ceil(n_train / batch size)`` training and ``ceil(n_val / batch size)`` validation iterations,
+    with the global batch size (all DDP workers together). nnU-Net's loaders keep drawing random
+    cases (with replacement, a third of them foreground-oversampled), so an epoch sees as many
+    samples as there are training cases, not each case exactly once. ``DRUWAS_ITERS``, when set,
+    wins (for short runs).
+    """
+
+    recipe = "strict"
+    recipe_one_pass_epochs = True
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.enable_deep_supervision = False   # nnU-Net's nnUNetTrainerNoDeepSupervision
+
+    def get_tr_and_val_datasets(self):
+        dataset_tr, dataset_val = super().get_tr_and_val_datasets()
+        self._set_one_pass_epoch(len(dataset_tr.identifiers), len(dataset_val.identifiers))
+        return dataset_tr, dataset_val
+
+    def _set_one_pass_epoch(self, n_train: int, n_val: int) -> None:
+        batch = self.configuration_manager.batch_size
+        train, val = math.ceil(n_train / batch), max(1, math.ceil(n_val / batch))
+        if positive_number_from_environment(ITERS_VARIABLE) is not None:
+            self.print_to_log_file(f"Paper-strict recipe: {ITERS_VARIABLE} is set, so {self.num_iterations_per_epoch} "
+                                   f"training iterations per epoch instead of one pass ({train})")
+            return
+        self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = train, val
+        self.print_to_log_file(f"Paper-strict recipe: one epoch = one pass over {n_train} training cases at batch "
+                               f"size {batch}: {train} training iterations; {val} validation iterations "
+                               f"for {n_val} validation cases")
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """nnU-Net's augmentation (mirroring included); no mirroring axes for inference, so the final
+        validation and ``nnUNetv2_predict`` of this model run without test-time mirroring."""
+        augmentation = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None
+        return augmentation
+
+
+_RECIPE_BASES: dict[str, type[DRUwASTrainerBase]] = {
+    "paper": DRUwASPaperRecipeTrainer, "nnunet": DRUwASTrainerBase, "strict": DRUwASPaperStrictTrainer}
 
 
 @functools.cache

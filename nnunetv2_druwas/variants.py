@@ -9,10 +9,11 @@ with three switches and an activation. The Swish row is the full network with
 SiLU, trained as a continuation of the ReLU run (``continues`` names the key of
 the variant whose final weights it starts from).
 
-Every variant exists under two training recipes: the paper's (Adam, lr 5e-4,
-ReduceLROnPlateau, 100 epochs; 60 for the Swish continuation) and nnU-Net's
-default (SGD, poly schedule, 1000 epochs). The paper's recipe has the plain
-trainer name; nnU-Net's default recipe appends :data:`NNUNET_RECIPE_SUFFIX`.
+Every variant exists under three training recipes (:data:`RECIPE_SUFFIXES`): the paper's
+(``paper``: Adam, lr 5e-4, ReduceLROnPlateau, 100 epochs; 60 for the Swish continuation), the
+paper's taken literally (``strict``: the same without deep supervision, with one pass over the
+training cases per epoch and without test-time mirroring) and nnU-Net's default (``nnunet``: SGD,
+poly schedule, 1000 epochs). A trainer's name is the variant's name plus the recipe's suffix.
 """
 from __future__ import annotations
 
@@ -50,19 +51,20 @@ VARIANTS: tuple[Variant, ...] = (
             nonlin="swish", continues="full"),
 )
 
-# Appended to a trainer name for the same architecture under nnU-Net's default recipe.
-NNUNET_RECIPE_SUFFIX = "_nnUNetRecipe"
-RECIPES = ("paper", "nnunet")
+# Training recipe -> what it appends to a variant's trainer name (nnunetv2_druwas.training has the recipes).
+RECIPE_SUFFIXES = {"paper": "", "nnunet": "_nnUNetRecipe", "strict": "_PaperStrict"}
+RECIPES = tuple(RECIPE_SUFFIXES)
 
 
 def trainer_name(variant: Variant, recipe: str = "paper") -> str:
+    """The nnU-Net trainer class name of ``variant`` under ``recipe`` (a key of :data:`RECIPE_SUFFIXES`)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
-    return variant.trainer + (NNUNET_RECIPE_SUFFIX if recipe == "nnunet" else "")
+    return variant.trainer + RECIPE_SUFFIXES[recipe]
 
 
 def all_trainers() -> dict[str, tuple[Variant, str]]:
-    """Every trainer name -> (variant, recipe), paper's recipe first."""
+    """Every trainer name -> (variant, recipe), one recipe after another in :data:`RECIPES`' order."""
     return {trainer_name(v, r): (v, r) for r in RECIPES for v in VARIANTS}
 
 

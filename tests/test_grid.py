@@ -7,6 +7,7 @@ impose, the tables at the end, ``--status``, and the skip / resume logic of the 
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import time
@@ -51,6 +52,14 @@ def test_trainer_selection_expands_keys_and_all_with_continuations_last():
     assert paper == tuple(v.trainer for v in VARIANTS)
     assert paper.index(SWISH) > paper.index(FULL)
     assert len(grid.select_trainers(["all"], "both")) == 2 * len(VARIANTS)
+    both = set(grid.select_trainers(["all"], "both"))
+    assert not any(name.endswith("_PaperStrict") for name in both)        # "both" keeps its meaning
+    strict = grid.select_trainers(["all"], "strict")
+    assert strict == tuple(f"{v.trainer}_PaperStrict" for v in VARIANTS)
+    assert set(grid.select_trainers(["all"], "all")) == both | set(strict)
+    assert grid.select_trainers(["swish", "full"], "strict") == (f"{FULL}_PaperStrict", f"{SWISH}_PaperStrict")
+    with pytest.raises(DruwasError, match="unknown recipe 'strikt'; choose one of paper, nnunet, strict, both, all"):
+        grid.select_trainers(["all"], "strikt")
     assert grid.select_trainers(["swish", "full"], "nnunet") == (f"{FULL}_nnUNetRecipe", f"{SWISH}_nnUNetRecipe")
     assert grid.select_trainers(["nnUNetTrainerDRUwAS_SA", "baseline"]) == (
         "nnUNetTrainerDRUwAS_Baseline", "nnUNetTrainerDRUwAS_SA")
@@ -244,6 +253,23 @@ def test_paper_recipe_epochs_come_from_the_trainers():
     assert grid.recipe_epochs(FULL) == 100
     assert grid.recipe_epochs(SWISH) == 60
     assert grid.recipe_epochs(f"{FULL}_nnUNetRecipe") == grid.NNUNET_DEFAULT_EPOCHS
+    assert (grid.recipe_epochs(f"{FULL}_PaperStrict"), grid.recipe_epochs(f"{SWISH}_PaperStrict")) == (100, 60)
+
+
+def test_estimate_of_the_strict_recipe_counts_one_pass_epochs(capsys):
+    """A strict epoch is ceil(train cases / 4) iterations; --epoch-seconds is per 250 iterations."""
+    from nnunetv2_druwas.cli import main
+
+    assert main(["grid", "--estimate", "--epoch-seconds", "100", "-d", "500", "--recipe", "strict",
+                 "--trainers", "full", "swish", "--train-cases", "295"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    full, swish = (line.split() for line in lines[2:4])
+    per_epoch = 100 * math.ceil(295 / 4) / 250                       # 74 iterations: 29.6 s
+    assert full[:6] == ["strict", "full", f"{FULL}_PaperStrict", "100", "74", "5"]
+    assert float(full[6]) == pytest.approx(round(5 * 100 * per_epoch / 3600, 1))
+    assert float(swish[7]) == pytest.approx(round((100 + 60) * per_epoch / 3600, 1))   # after the strict ReLU run
+    assert main(["grid", "--estimate", "--epoch-seconds", "100", "--train-cases", "0"]) == 2
+    assert "--train-cases 0" in capsys.readouterr().err
 
 
 # --- a real single-node SLURM ----------------------------------------------------------------

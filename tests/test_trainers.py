@@ -1,13 +1,15 @@
 """The DRUwAS nnU-Net trainers, driven through nnU-Net's own commands on the tiny dataset (CPU).
 
 Real runs: ``nnUNetv2_train`` for the main trainer, the Swish continuation and its ``--c``
-resume, and ``nnUNetv2_predict``. Every one of the 14 trainers also builds its network and
-takes one real training step in this process (2d configuration, to stay fast).
+resume, the paper-strict recipe and its Swish continuation, and ``nnUNetv2_predict``. Every one
+of the 21 trainers also builds its network in this process (2d configuration, to stay fast), and
+each network takes one real training step.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -20,7 +22,7 @@ import torch
 
 from conftest import TINY_ID, TRAINERS, results_env, run_command
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.variants import all_trainers
+from nnunetv2_druwas.variants import RECIPES, VARIANTS, all_trainers
 
 # Short runs for every command here, with as few processes as nnU-Net allows: augmentation in
 # the main process (nnUNet_n_proc_DA=0 makes only the batches it uses), one export worker and the
@@ -30,11 +32,17 @@ from nnunetv2_druwas.variants import all_trainers
 SHORT = dict(DRUWAS_EPOCHS=1, DRUWAS_ITERS=2, OMP_WAIT_POLICY="PASSIVE", nnUNet_n_proc_DA=0, nnUNet_def_n_proc=1)
 TRAIN = ["nnUNetv2_train", str(TINY_ID), "3d_fullres", "0", "-device", "cpu", "-tr"]
 RELU, SWISH = "nnUNetTrainerDRUwAS", "nnUNetTrainerDRUwASSwish"
+STRICT, SWISH_STRICT = RELU + "_PaperStrict", SWISH + "_PaperStrict"
 
 
-def fold_dir(env: dict[str, str], trainer: str, configuration: str = "3d_fullres") -> Path:
+def fold_dir(env: dict[str, str], trainer: str, configuration: str = "3d_fullres", fold: int = 0) -> Path:
     (dataset,) = Path(env["nnUNet_results"]).glob(f"Dataset{TINY_ID:03d}_*")
-    return dataset / f"{trainer}__nnUNetPlans__{configuration}" / "fold_0"
+    return dataset / f"{trainer}__nnUNetPlans__{configuration}" / f"fold_{fold}"
+
+
+def splits(env: dict[str, str]) -> list[dict]:
+    (preprocessed,) = Path(env["nnUNet_preprocessed"]).glob(f"Dataset{TINY_ID:03d}_*")
+    return json.loads((preprocessed / "splits_final.json").read_text())
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -94,7 +102,7 @@ def test_trainer_module_imports_in_a_fresh_interpreter_and_nnunet_finds_every_na
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["names"] == sorted(all_trainers())
-    assert len(result["names"]) == 14
+    assert len(result["names"]) == len(VARIANTS) * len(RECIPES) == 21
     assert result["found"] == {n: n for n in result["names"]}
     assert result["heavy"] == []
 
@@ -129,6 +137,10 @@ def test_recipes_and_length_overrides(tiny_preprocessed, tmp_path, monkeypatch):
     nnunet = in_process_trainer(RELU + "_nnUNetRecipe", "3d_fullres", env, monkeypatch)
     assert (nnunet.num_epochs, nnunet.initial_lr, nnunet.weight_decay) == (1000, 1e-2, 3e-5)
     assert in_process_trainer(SWISH + "_nnUNetRecipe", "3d_fullres", env, monkeypatch).num_epochs == 1000
+    strict = in_process_trainer(STRICT, "3d_fullres", env, monkeypatch)
+    assert (strict.num_epochs, strict.initial_lr, strict.enable_deep_supervision) == (100, 5e-4, False)
+    assert in_process_trainer(SWISH_STRICT, "3d_fullres", env, monkeypatch).num_epochs == 60
+    assert paper.enable_deep_supervision and nnunet.enable_deep_supervision
     # the tiny plan asks for batch 2 (nnU-Net's 5 %-of-the-data cap); the memory budget allows the paper's 4
     assert paper.configuration_manager.batch_size == 2 and paper.paper_batch_size() == 4
 
@@ -147,7 +159,7 @@ def test_recipes_and_length_overrides(tiny_preprocessed, tmp_path, monkeypatch):
 def test_every_trainer_builds_its_network_and_takes_a_training_step(name, tiny_preprocessed, tmp_path, monkeypatch):
     """Every name builds the right network and recipe; each of the 7 networks takes a real training
     and validation step (under the paper's recipe: the nnU-Net recipe twin has the same network,
-    and its SGD step is nnU-Net's own)."""
+    and its SGD step is nnU-Net's own; the strict twin's real run is tested below)."""
     from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
     from nnunetv2_druwas.network import AttentionGate, DRUwASUNet, ResidualBlock, SpatialAttention
@@ -165,9 +177,10 @@ def test_every_trainer_builds_its_network_and_takes_a_training_step(name, tiny_p
                                      ("spatial_attention", SpatialAttention))}
     assert present == {switch: getattr(variant, switch) for switch in present}
     assert any(isinstance(m, torch.nn.SiLU) for m in network.modules()) == (variant.nonlin == "swish")
-    expected = (torch.optim.Adam, PlateauOnValidation) if recipe == "paper" else (torch.optim.SGD, PolyLRScheduler)
+    adam = recipe in ("paper", "strict")
+    expected = (torch.optim.Adam, PlateauOnValidation) if adam else (torch.optim.SGD, PolyLRScheduler)
     assert (type(trainer.optimizer), type(trainer.lr_scheduler)) == expected
-    assert trainer.batch_size == (4 if recipe == "paper" else trainer.configuration_manager.batch_size)
+    assert trainer.batch_size == (4 if adam else trainer.configuration_manager.batch_size)
     if recipe != "paper":
         return
 
@@ -231,6 +244,34 @@ def test_plateau_schedule_lowers_the_rate_and_is_rebuilt_on_resume(tiny_preproce
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(5e-5)
     state = {k: v for k, v in trainer.lr_scheduler.state_dict().items() if k in ("best", "num_bad_epochs", "_last_lr")}
     assert {k: resumed.lr_scheduler.state_dict()[k] for k in state} == state
+
+
+def test_strict_recipe_has_no_deep_supervision_and_one_pass_epochs(tiny_preprocessed, tmp_path, monkeypatch):
+    """The strict network returns one tensor and its loss is not wrapped for deep supervision; its
+    epoch length follows the split when nnU-Net builds the datasets, unless DRUWAS_ITERS is set."""
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+    env = results_env(tiny_preprocessed, tmp_path)
+    trainer = in_process_trainer(STRICT, "2d", env, monkeypatch)
+    trainer.initialize()
+    paper = in_process_trainer(RELU, "2d", env, monkeypatch)
+    paper.initialize()
+    assert isinstance(paper.loss, DeepSupervisionWrapper) and not isinstance(trainer.loss, DeepSupervisionWrapper)
+    patch = tuple(trainer.configuration_manager.patch_size)
+    trainer.network.train()
+    with torch.no_grad():
+        output = trainer.network(torch.zeros(2, trainer.num_input_channels, *patch))
+    assert isinstance(output, torch.Tensor) and tuple(output.shape) == (2, 3, *patch)
+    assert trainer._get_deep_supervision_scales() is None
+    trainer.get_tr_and_val_datasets()
+    split = splits(env)[0]
+    assert (trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == (
+        math.ceil(len(split["train"]) / 4), math.ceil(len(split["val"]) / 4))
+
+    short = in_process_trainer(STRICT, "2d", dict(env, DRUWAS_ITERS="3"), monkeypatch)
+    short.initialize()
+    short.get_tr_and_val_datasets()
+    assert (short.num_iterations_per_epoch, short.num_val_iterations_per_epoch) == (3, 1)
 
 
 # --- real runs ------------------------------------------------------------------------------
@@ -378,3 +419,82 @@ def test_predict_with_a_druwas_trainer(relu_run, tmp_path):
     for p in predictions:
         seg = np.asarray(nib.load(p).dataobj)
         assert seg.shape == (48, 48, 48) and set(np.unique(seg)) <= {0, 1, 2, 3}
+
+
+# --- the paper-strict recipe, for real ----------------------------------------------------------
+
+STRICT_FOLD = 1   # 5 training cases (6 cases, 5 folds): ceil(5 / 4) = 2 iterations, where floor or round give 1
+
+
+@pytest.fixture(scope="module")
+def strict_run(tiny_preprocessed, tmp_path_factory) -> dict[str, str]:
+    """The strict full model and its Swish continuation on fold 1, one epoch of one pass each
+    (no DRUWAS_ITERS); the final validation keeps its probabilities (--npz)."""
+    env = results_env(tiny_preprocessed, tmp_path_factory.mktemp("strict"),
+                      **{k: v for k, v in SHORT.items() if k != "DRUWAS_ITERS"})
+    env.pop("DRUWAS_ITERS", None)
+    train = ["nnUNetv2_train", str(TINY_ID), "3d_fullres", str(STRICT_FOLD), "-device", "cpu", "--npz", "-tr"]
+    run_command(train + [STRICT], env)
+    run_command(train + [SWISH_STRICT], env)
+    return env
+
+
+def test_strict_recipe_epoch_is_one_pass_over_the_training_cases(strict_run):
+    split = splits(strict_run)[STRICT_FOLD]
+    n_train, n_val = len(split["train"]), len(split["val"])
+    assert n_train % 4 != 0   # otherwise ceil is not tested
+    fold = fold_dir(strict_run, STRICT, fold=STRICT_FOLD)
+    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    assert (f"one epoch = one pass over {n_train} training cases at batch size 4: {math.ceil(n_train / 4)} training "
+            f"iterations; {math.ceil(n_val / 4)} validation iterations for {n_val} validation cases") in log
+    assert f"This split has {n_train} training and {n_val} validation cases" in log   # nnU-Net's own line
+    checkpoint = load_checkpoint(fold / "checkpoint_final.pth")
+    assert checkpoint["trainer_name"] == STRICT and checkpoint["current_epoch"] == 1
+    assert (fold / "brats_metrics.csv").is_file()
+
+
+def test_strict_recipe_validates_and_predicts_without_mirroring(strict_run, tmp_path, monkeypatch):
+    """The checkpoint allows no mirroring axes: ``nnUNetv2_predict`` (test-time augmentation not
+    disabled) gives the final validation's probabilities, while the same network with mirroring
+    forced on gives other ones (it averages eight flipped predictions)."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    fold = fold_dir(strict_run, STRICT, fold=STRICT_FOLD)
+    assert load_checkpoint(fold / "checkpoint_final.pth")["inference_allowed_mirroring_axes"] is None
+    (case,) = splits(strict_run)[STRICT_FOLD]["val"]
+    (raw,) = Path(strict_run["nnUNet_raw"]).glob(f"Dataset{TINY_ID:03d}_*")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for image in sorted((raw / "imagesTr").glob(f"{case}_*.nii.gz")):
+        shutil.copy(image, inputs)
+    run_command(["nnUNetv2_predict", "-i", str(inputs), "-o", str(tmp_path / "out"), "-d", str(TINY_ID),
+                 "-c", "3d_fullres", "-f", str(STRICT_FOLD), "-tr", STRICT, "-device", "cpu", "-npp", "1", "-nps", "1",
+                 "--save_probabilities", "--disable_progress_bar"], strict_run)
+    validation = np.load(fold / "validation" / f"{case}.npz")["probabilities"]
+    predicted = np.load(tmp_path / "out" / f"{case}.npz")["probabilities"]
+    assert validation.shape == predicted.shape and validation.shape[0] == 3
+    # equal up to float noise (nnUNetv2_predict sets its own torch thread count): measured ~2e-7
+    assert np.abs(validation - predicted).mean() < 1e-4
+
+    monkeypatch.setenv("nnUNet_extTrainer", strict_run["nnUNet_extTrainer"])
+    predictor = nnUNetPredictor(use_mirroring=True, perform_everything_on_device=False, device=torch.device("cpu"),
+                                allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(fold.parent), (STRICT_FOLD,), "checkpoint_final.pth")
+    assert predictor.allowed_mirroring_axes is None
+    predictor.allowed_mirroring_axes = (0, 1, 2)
+    data, properties = SimpleITKIO().read_images([str(p) for p in sorted(inputs.glob("*.nii.gz"))])
+    _, mirrored = predictor.predict_single_npy_array(data, properties, None, None, True)
+    assert np.abs(validation - mirrored).mean() > 1e-2   # measured ~0.14
+
+
+def test_strict_swish_continues_the_strict_relu_run(strict_run):
+    from nnunetv2_druwas.training import state_dict_digest
+
+    relu_path = fold_dir(strict_run, STRICT, fold=STRICT_FOLD) / "checkpoint_final.pth"
+    fold = fold_dir(strict_run, SWISH_STRICT, fold=STRICT_FOLD)
+    record = json.loads((fold / "continuation.json").read_text())
+    assert record["checkpoint"] == str(relu_path.resolve()) and record["source_trainer"] == STRICT
+    assert record["weights_sha256"] == state_dict_digest(load_checkpoint(relu_path)["network_weights"])
+    swish = load_checkpoint(fold / "checkpoint_final.pth")
+    assert swish["trainer_name"] == SWISH_STRICT and swish["inference_allowed_mirroring_axes"] is None
