@@ -15,18 +15,17 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.collect import REGIONS
+from nnunetv2_druwas.files import Group, replaced_together
 from nnunetv2_druwas.variants import variant_by_key
 
 METRIC_LABELS = {"dice": "Dice", "hd95": "HD95 (mm)"}
 
 
-def _save(figure, folder: Path, name: str) -> list[Path]:
+def _save(figure, folder: Path, name: str, group: Group) -> list[Path]:
     written = []
     for suffix in ("png", "pdf"):
         path = folder / f"{name}.{suffix}"
-        part = path.with_name(path.name + ".part")
-        figure.savefig(part, format=suffix, dpi=150, bbox_inches="tight")
-        part.replace(path)
+        figure.savefig(group.path(path), format=suffix, dpi=150, bbox_inches="tight")
         written.append(path)
     return written
 
@@ -37,7 +36,8 @@ def _run_name(frame: pd.DataFrame) -> pd.Series:
     return name + recipe.map(lambda r: f" ({r})" if r else "") + " " + frame["configuration"]
 
 
-def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame, folder: Path) -> list[Path]:
+def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame, folder: Path,
+             group: Group | None = None) -> list[Path]:
     """Draw every figure into ``folder``; returns the files written.
 
     Args:
@@ -45,7 +45,12 @@ def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame
         table4: the rows of Table 4 (:func:`analysis.tables.build_tables`), paper and measured.
         effects: :func:`analysis.stats.switch_effects` of the same tidy table.
         folder: where the PNG and PDF files go (created).
+        group: the :class:`nnunetv2_druwas.files.Group` that replaces the files together with
+            others (the tables); None: the figures are replaced together on their own.
     """
+    if group is None:
+        with replaced_together() as own:
+            return draw_all(per_case, table4, effects, folder, own)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,13 +72,13 @@ def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame
         grid.set_axis_labels("", METRIC_LABELS[metric])
         for ax in grid.axes.flat:
             plt.setp(ax.get_xticklabels(), rotation=60, ha="right", rotation_mode="anchor")
-        written += _save(grid.figure, folder, f"per_case_{metric}")
+        written += _save(grid.figure, folder, f"per_case_{metric}", group)
         plt.close(grid.figure)
     if not effects.empty:
         grid = sns.catplot(data=effects, x="switch", y="difference", hue="region", col="metric", kind="bar",
                            hue_order=list(REGIONS), errorbar=None, sharey=False, height=3.2, aspect=1.2)
         grid.set_axis_labels("switch turned on", "mean difference (with - without)")
-        written += _save(grid.figure, folder, "switch_effects")
+        written += _save(grid.figure, folder, "switch_effects", group)
         plt.close(grid.figure)
     paper = table4[table4["source"] == "paper"].set_index("variant")
     measured = table4[table4["source"] == "measured"]
@@ -93,7 +98,7 @@ def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame
             subset = points[points["metric"] == metric][["published", "measured"]].to_numpy().ravel()
             low, high = pd.Series(subset).min(), pd.Series(subset).max()
             ax.plot([low, high], [low, high], color="0.5", linestyle="--", linewidth=1)
-        written += _save(grid.figure, folder, "measured_vs_published")
+        written += _save(grid.figure, folder, "measured_vs_published", group)
         plt.close(grid.figure)
     return written
 

@@ -29,7 +29,6 @@ the HD95 definition of the measured rows, and the paper's internal inconsistency
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,9 @@ import pandas as pd
 
 from analysis.collect import REGIONS, RUN_KEYS, Collection, collect, parse_year_overrides
 from analysis.published import INCONSISTENCY_NOTE, METRIC_COLUMNS, TABLE_YEARS, published_rows
+from nnunetv2_druwas import env
 from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.files import replaced_together
 from nnunetv2_druwas.variants import variant_by_key
 
 CAPTIONS = {
@@ -266,23 +267,6 @@ def to_latex(table: Table) -> str:
 
 # --- writing -------------------------------------------------------------------------------
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so no half-written file is left behind."""
-    part = path.with_name(path.name + ".part")
-    part.write_text(text)
-    part.replace(path)
-
-
-def write_csv(path: Path, frame: pd.DataFrame) -> None:
-    """Write ``frame`` (without its index) as CSV through a temporary file.
-
-    Args:
-        path: the CSV file to (over)write.
-        frame: the table.
-    """
-    write_text(path, frame.to_csv(index=False))
-
-
 def compile_tables(results: Path | str | None, out: Path | str, *, year_overrides: dict | None = None,
                    exclude_incomplete: bool = False, plots: bool = True, seed: int = 0, n_resamples: int = 9999,
                    echo: bool = True) -> dict[int, Table]:
@@ -313,21 +297,21 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
                                 f"{r.issues}." for r in dropped.itertuples()]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for number, table in tables.items():
-        write_csv(out / f"table{number}.csv", table.frame)
-        write_text(out / f"table{number}.md", to_markdown(table))
-        write_text(out / f"table{number}.tex", to_latex(table))
     per_case = collection.per_case
-    write_csv(out / "per_case.csv", per_case)
-    write_csv(out / "runs.csv", collection.runs)
-    write_csv(out / "statistics.csv", stats.wilcoxon_tests(per_case))
-    write_csv(out / "bootstrap_ci.csv", stats.bootstrap_ci(per_case, seed=seed, n_resamples=n_resamples))
-    write_csv(out / "ranking.csv", stats.brats_ranking(per_case))
-    effects = stats.switch_effects(per_case)
-    write_csv(out / "switch_effects.csv", effects)
-    if plots and not per_case.empty:
-        from analysis.plots import draw_all
-        draw_all(per_case, tables[4].frame, effects, out / "plots")
+    with replaced_together() as group:   # every output new, or (after an error) every one as it was
+        for number, table in tables.items():
+            group.write_text(out / f"table{number}.csv", table.frame.to_csv(index=False))
+            group.write_text(out / f"table{number}.md", to_markdown(table))
+            group.write_text(out / f"table{number}.tex", to_latex(table))
+        effects = stats.switch_effects(per_case)
+        for name, frame in (("per_case", per_case), ("runs", collection.runs),
+                            ("statistics", stats.wilcoxon_tests(per_case)),
+                            ("bootstrap_ci", stats.bootstrap_ci(per_case, seed=seed, n_resamples=n_resamples)),
+                            ("ranking", stats.brats_ranking(per_case)), ("switch_effects", effects)):
+            group.write_text(out / f"{name}.csv", frame.to_csv(index=False))
+        if plots and not per_case.empty:
+            from analysis.plots import draw_all
+            draw_all(per_case, tables[4].frame, effects, out / "plots", group)
     if echo:
         for table in tables.values():
             print(to_markdown(table))
@@ -351,7 +335,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = args.results or (Path(os.environ["nnUNet_results"]) if os.environ.get("nnUNet_results") else None)
+    results = args.results or (Path(env.value("nnUNet_results")) if env.value("nnUNet_results") else None)
     out = args.out or (results / "druwas_tables" if results is not None else None)
     if out is None:
         raise DruwasError("no results folder: pass --results DIR (or set nnUNet_results), or --out DIR to write "
