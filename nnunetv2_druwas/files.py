@@ -103,14 +103,26 @@ class Group:
         """
         return self._add(target, "file").temp
 
-    def folder(self, target: str | Path) -> Path:
-        """An empty temporary folder beside ``target`` that the commit renames to ``target``
-        (an existing ``target`` is deleted then).
+    def folder(self, target: str | Path, replace: Sequence[str | Path] = ()) -> Path:
+        """An empty temporary folder beside ``target`` that the commit renames to ``target``.
 
         Args:
-            target: the folder the commit replaces (or creates); its parent must exist.
+            target: the folder the commit creates; its parent must exist. If it exists, it must be
+                empty or be listed in ``replace``.
+            replace: existing folders the commit deletes (e.g. a dataset being overwritten, which
+                may be ``target`` itself).
+
+        Raises:
+            DruwasError: when ``target`` exists, is not empty and is not in ``replace``.
         """
-        return self._add(target, "folder").temp
+        target = Path(os.path.abspath(target))
+        replaced = {Path(os.path.abspath(p)) for p in replace}
+        if target not in replaced and target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise DruwasError(f"{target} already exists and is not empty; it is not replaced")
+        staging = self._add(target, "folder").temp
+        for folder in sorted(replaced - {target}):
+            self.remove(folder)
+        return staging
 
     def remove(self, target: str | Path) -> None:
         """Delete ``target`` (file or folder) with the commit, if it exists then.
@@ -204,25 +216,11 @@ def staged_folder(target: str | Path, replace: Sequence[str | Path] = ()) -> Ite
 
     On success the folders in ``replace`` (e.g. an existing dataset being overwritten, which may be
     ``target`` itself) are deleted and the new folder renamed into place, together; on any
-    exception the temporary folder is removed and nothing else is touched.
-
-    Args:
-        target: the final folder; its parent must exist. If it exists, it must be empty or be
-            listed in ``replace``.
-        replace: existing folders to remove once the new one is complete.
-
-    Raises:
-        DruwasError: when ``target`` exists, is not empty and is not in ``replace``.
+    exception the temporary folder is removed and nothing else is touched. (The short form of
+    :meth:`Group.folder`, whose arguments and errors it has.)
     """
-    target = Path(os.path.abspath(target))
-    replaced = {Path(os.path.abspath(p)) for p in replace}
-    if target not in replaced and target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise DruwasError(f"{target} already exists and is not empty; it is not replaced")
     with replaced_together() as group:
-        staging = group.folder(target)
-        for folder in sorted(replaced - {target}):
-            group.remove(folder)
-        yield staging
+        yield group.folder(target, replace)
 
 
 def recover(targets: Iterable[str | Path]) -> None:

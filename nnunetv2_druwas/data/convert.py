@@ -29,7 +29,7 @@ from nnunetv2_druwas.data.brats import (
     to_nnunet_labels,
 )
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.files import staged_folder, write_text
+from nnunetv2_druwas.files import replaced_together
 from nnunetv2_druwas.parallel import parallel_map
 
 FILE_ENDING = ".nii.gz"
@@ -215,15 +215,14 @@ def convert_brats(src: str | Path, year: int, dataset_id: int | None = None, *,
             and json.loads(splits_file.read_text()) != folds:
         raise DruwasError(f"{splits_file} already exists with another split; pass --overwrite to replace it")
 
-    with staged_folder(raw / name, replace=existing) as staging:
+    with replaced_together() as group:   # the dataset and its preprocessed splits_final.json, together
+        staging = group.folder(raw / name, replace=existing)
         _write_dataset(staging, year, src, cases, validation, validation_cases, parts, seed, num_processes, progress)
-        if parts:   # nnU-Net 2.8.1's planner copies a raw splits_final.json into the preprocessed folder
+        if splits_file is not None:   # nnU-Net 2.8.1's planner copies a raw splits_final.json too
             (staging / "splits_final.json").write_text(json.dumps(folds, indent=2))
-
-    if splits_file is not None:
-        splits_file.parent.mkdir(parents=True, exist_ok=True)
-        write_text(splits_file, json.dumps(folds, indent=2))
-    elif overwrite:
+            splits_file.parent.mkdir(parents=True, exist_ok=True)
+            group.write_text(splits_file, json.dumps(folds, indent=2))
+    if splits_file is None and overwrite:
         preprocessed = env.value("nnUNet_preprocessed", environ)
         stale = Path(preprocessed) / name / "splits_final.json" if preprocessed else None
         if stale is not None and stale.exists():
