@@ -272,6 +272,9 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
                    echo: bool = True) -> dict[int, Table]:
     """Collect, build Tables 1-4, compute the statistics, draw the plots and write everything to ``out``.
 
+    Every file is replaced together with the others (:func:`nnunetv2_druwas.files.replaced_together`):
+    after an error the previous outputs stay as they were.
+
     Args:
         results: the nnU-Net results folder; None for published rows only.
         out: output folder (created).
