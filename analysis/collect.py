@@ -18,9 +18,11 @@ without one stay in the tidy table (``brats_year`` empty) but in none of Tables 
 
 Completeness (decision): the expected folds of a run are the union of the folds
 (``fold_<int>`` folders) that any trainer folder of the same dataset and
-configuration has. A run is incomplete when it lacks one of them, when a fold has
-no ``brats_metrics.csv`` (with or without ``checkpoint_final.pth``), or when its
-CSVs contain rows with ``missing`` true (a prediction that was not there). Those rows
+configuration has. A run is incomplete when it lacks one of them, when a fold is not
+done (:func:`nnunetv2_druwas.folds.fold_state`: no ``brats_metrics.csv``; the issue says
+whether it is still training, trained but not evaluated, or its BraTS evaluation failed
+and why), or when its CSVs contain rows with ``missing`` true (a prediction that was
+not there). Those rows
 keep whatever values the evaluation gave them. Incomplete runs stay in the tables,
 marked and explained in a footnote (``complete`` column), unless the caller drops them.
 ``fold_all`` folders are not cross-validation folds and are skipped (noted).
@@ -28,18 +30,18 @@ marked and explained in a footnote (``complete`` column), unless the caller drop
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from nnunetv2_druwas import env
+from nnunetv2_druwas.data.brats import REGIONS
 from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.folds import METRICS_FILE, FoldState, describe, fold_state
 from nnunetv2_druwas.variants import lookup_trainer
 
-METRICS_FILE = "brats_metrics.csv"
-REGIONS = ("WT", "TC", "ET")
 CSV_COLUMNS = ("case", "region", "dice", "hd95", "sensitivity", "specificity", "n_pred", "n_ref", "missing",
                "hd95_definition")
 RUN_KEYS = ["dataset", "trainer", "plans", "configuration"]
@@ -102,8 +104,8 @@ def dataset_year(dataset_dir: Path, overrides: dict[str | int, int] | None = Non
     for key in (name, int(match.group(1)) if match else None):
         if key in overrides:
             return overrides[key]
-    candidates = [Path(os.environ[var]) / name / "dataset.json"
-                  for var in ("nnUNet_raw", "nnUNet_preprocessed") if os.environ.get(var)]
+    candidates = [Path(folder) / name / "dataset.json"
+                  for folder in (env.value("nnUNet_raw"), env.value("nnUNet_preprocessed")) if folder]
     candidates += sorted(dataset_dir.glob("*__*__*/dataset.json"))
     for path in candidates:
         year = _brats_year_from(path)
@@ -151,18 +153,7 @@ def collect(results: Path | str | None, year_overrides: dict[str | int, int] | N
     dataset_dirs = sorted(p for p in results.iterdir() if p.is_dir() and _DATASET_DIR.match(p.name)) \
         if results is not None else []
     for dataset_dir in dataset_dirs:
-        dataset_runs = []
-        for run_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir() and p.name.count("__") == 2):
-            trainer, plans, configuration = run_dir.name.split("__")
-            folds: dict[int, Path] = {}
-            for fold_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name.startswith("fold_")):
-                match = _FOLD_DIR.match(fold_dir.name)
-                if match:
-                    folds[int(match.group(1))] = fold_dir
-                elif (fold_dir / METRICS_FILE).is_file():
-                    notes.append(f"{fold_dir} skipped: not a cross-validation fold.")
-            if folds:
-                dataset_runs.append((trainer, plans, configuration, folds))
+        dataset_runs = _find_runs(dataset_dir, notes)
         if not dataset_runs:
             continue
         year = dataset_year(dataset_dir, year_overrides)
@@ -174,30 +165,12 @@ def collect(results: Path | str | None, year_overrides: dict[str | int, int] | N
         for _, _, configuration, folds in dataset_runs:
             expected.setdefault(configuration, set()).update(folds)
         for trainer, plans, configuration, folds in dataset_runs:
+            keys = dict(dataset=dataset_dir.name, trainer=trainer, plans=plans, configuration=configuration)
+            run, run_frames = _read_run(keys, folds, expected[configuration])
             found = lookup_trainer(trainer)
-            issues, evaluated = [], []
-            absent = sorted(expected[configuration] - set(folds))
-            if absent:
-                issues.append(f"fold(s) {', '.join(map(str, absent))} absent")
-            for fold, fold_dir in sorted(folds.items()):
-                csv = fold_dir / METRICS_FILE
-                if not csv.is_file():
-                    state = "checkpoint_final.pth" if (fold_dir / "checkpoint_final.pth").is_file() \
-                        else "no checkpoint_final.pth"
-                    issues.append(f"fold {fold}: {state} but no {METRICS_FILE}")
-                    continue
-                frame = read_metrics(csv)
-                n_missing = int(frame["missing"].sum())
-                if n_missing:
-                    issues.append(f"fold {fold}: {n_missing} of {len(frame)} case-region rows without prediction")
-                frame.insert(0, "fold", fold)
-                frames.append(frame.assign(dataset=dataset_dir.name, trainer=trainer, plans=plans,
-                                           configuration=configuration))
-                evaluated.append(fold)
-            runs.append(dict(dataset=dataset_dir.name, trainer=trainer, plans=plans, configuration=configuration,
-                             dataset_id=int(dataset_dir.name[7:10]), brats_year=year,
-                             variant=found[0].key if found else None, recipe=found[1] if found else None,
-                             folds=",".join(map(str, evaluated)), complete=not issues, issues="; ".join(issues)))
+            runs.append(dict(**keys, dataset_id=int(dataset_dir.name[7:10]), brats_year=year,
+                             variant=found[0].key if found else None, recipe=found[1] if found else None, **run))
+            frames += run_frames
     run_table = pd.DataFrame(runs, columns=RUN_KEYS + ["dataset_id", "brats_year", "variant", "recipe", "folds",
                                                        "complete", "issues"])
     run_table["brats_year"] = run_table["brats_year"].astype("Int64")
@@ -209,3 +182,41 @@ def collect(results: Path | str | None, year_overrides: dict[str | int, int] | N
                "complete", "fold", *CSV_COLUMNS]
     per_case = per_case[columns].astype({"fold": int, "dataset_id": int})
     return Collection(per_case=per_case, runs=run_table, notes=notes)
+
+
+def _find_runs(dataset_dir: Path, notes: list[str]) -> list[tuple[str, str, str, dict[int, Path]]]:
+    """(trainer, plans, configuration, fold -> fold folder) of every trainer folder with folds."""
+    found = []
+    for run_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir() and p.name.count("__") == 2):
+        trainer, plans, configuration = run_dir.name.split("__")
+        folds: dict[int, Path] = {}
+        for fold_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name.startswith("fold_")):
+            match = _FOLD_DIR.match(fold_dir.name)
+            if match:
+                folds[int(match.group(1))] = fold_dir
+            elif (fold_dir / METRICS_FILE).is_file():
+                notes.append(f"{fold_dir} skipped: not a cross-validation fold.")
+        if folds:
+            found.append((trainer, plans, configuration, folds))
+    return found
+
+
+def _read_run(keys: dict[str, str], folds: dict[int, Path], expected: set[int]) -> tuple[dict, list[pd.DataFrame]]:
+    """One run's ``folds`` (evaluated folds), ``complete`` and ``issues``, and the per-case frames of
+    its done folds (each fold's state from :func:`nnunetv2_druwas.folds.fold_state`)."""
+    issues, evaluated, frames = [], [], []
+    absent = sorted(expected - set(folds))
+    if absent:
+        issues.append(f"fold(s) {', '.join(map(str, absent))} absent")
+    for fold, fold_dir in sorted(folds.items()):
+        if fold_state(fold_dir) != FoldState.DONE:
+            issues.append(f"fold {fold}: {describe(fold_dir)}")
+            continue
+        frame = read_metrics(fold_dir / METRICS_FILE)
+        n_missing = int(frame["missing"].sum())
+        if n_missing:
+            issues.append(f"fold {fold}: {n_missing} of {len(frame)} case-region rows without prediction")
+        frame.insert(0, "fold", fold)
+        frames.append(frame.assign(**keys))
+        evaluated.append(fold)
+    return dict(folds=",".join(map(str, evaluated)), complete=not issues, issues="; ".join(issues)), frames

@@ -25,21 +25,20 @@ import pandas as pd
 from analysis.collect import REGIONS
 from analysis.display import (METRIC_NAMES, MINUS, SWITCH_NAMES, hd95_unit, metric_label, setting_label,
                               short_label)
+from nnunetv2_druwas.files import Group, replaced_together
 from nnunetv2_druwas.variants import variant_by_key
 
 FAILURE_COLOR = "crimson"
 KEY = "runs: Table 4 row and switches (Res residual blocks, SA spatial attention, AG attention gate)"
 
 
-def _save(figure, folder: Path, name: str) -> list[Path]:
-    written = []
+def _save(figure, folder: Path, name: str, group: Group) -> Path:
+    """Write ``<name>.png`` and ``.pdf`` into ``group``; returns the PNG as written so far (its temporary)."""
+    written = {}
     for suffix in ("png", "pdf"):
-        path = folder / f"{name}.{suffix}"
-        part = path.with_name(path.name + ".part")
-        figure.savefig(part, format=suffix, dpi=150, bbox_inches="tight")
-        part.replace(path)
-        written.append(path)
-    return written
+        written[suffix] = group.path(folder / f"{name}.{suffix}")
+        figure.savefig(written[suffix], format=suffix, dpi=150, bbox_inches="tight")
+    return written["png"]
 
 
 def _setting(frame: pd.DataFrame, with_dataset: bool = False) -> pd.Series:
@@ -282,8 +281,8 @@ def _curves_figure(curves: pd.DataFrame):
 
 
 def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame, curves: pd.DataFrame,
-             folder: Path) -> dict[str, str]:
-    """Draw every figure there is data for into ``folder``; returns figure name -> caption.
+             folder: Path, group: Group | None = None) -> dict[str, tuple[str, Path]]:
+    """Draw every figure there is data for into ``folder``.
 
     Args:
         per_case: the tidy table (:func:`analysis.collect.collect`).
@@ -291,7 +290,15 @@ def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame
         effects: :func:`analysis.stats.switch_effects` of the same tidy table.
         curves: :func:`analysis.curves.continuation_curves` (Figure 4); may be empty.
         folder: where the PNG and PDF files go (created).
+        group: the :class:`nnunetv2_druwas.files.Group` that replaces the figures together with other
+            outputs (the tables); None: the figures are replaced together on their own.
+
+    Returns:
+        figure name -> (caption, the PNG as written: a temporary of ``group`` until it is committed).
     """
+    if group is None:
+        with replaced_together() as own:
+            return draw_all(per_case, table4, effects, curves, folder, own)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -304,9 +311,8 @@ def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame
     drawn = {}
 
     def keep(figure, name: str, caption: str) -> None:
-        _save(figure, folder, name)
+        drawn[name] = (caption, _save(figure, folder, name, group))
         plt.close(figure)
-        drawn[name] = caption
 
     data = per_case.assign(method=[short_label(v, t) for v, t in zip(per_case["variant"], per_case["trainer"])],
                            setting=_setting(per_case), failure=failures(per_case))

@@ -71,15 +71,14 @@ def _image(path: Path) -> str:
 
 
 def build_report(tables: dict[int, Table], statistics: list[tuple[str, str, pd.DataFrame]], notes: list[str],
-                 figures: dict[str, str], plots: Path, source: str) -> str:
+                 figures: dict[str, tuple[str, Path]], source: str) -> str:
     """The report page as one HTML string.
 
     Args:
         tables: Tables 1-4 (:func:`analysis.tables.build_tables`).
         statistics: (id, caption, frame) of each statistics table to show.
         notes: remarks that concern no single table (datasets without a BraTS year, skipped folders, ranking).
-        figures: figure name -> caption (:func:`analysis.plots.draw_all`); ``<plots>/<name>.png`` is embedded.
-        plots: the folder of the figures.
+        figures: figure name -> (caption, PNG file to embed) (:func:`analysis.plots.draw_all`).
         source: where the numbers come from (the results folder), for the page's header.
     """
     sections = [("tables", "Tables 1-4"), ("statistics", "Statistics"), ("figures", "Figures")]
@@ -101,8 +100,8 @@ def build_report(tables: dict[int, Table], statistics: list[tuple[str, str, pd.D
     parts.append('<h2 id="figures">Figures</h2>')
     if not figures:
         parts.append("<p>No figures: there are no measured runs (or figures were turned off).</p>")
-    for name, caption in figures.items():
-        parts.append(f'<figure id="{name}"><img src="{_image(plots / f"{name}.png")}" alt="{html.escape(name)}">'
+    for name, (caption, png) in figures.items():
+        parts.append(f'<figure id="{name}"><img src="{_image(png)}" alt="{html.escape(name)}">'
                      f"<figcaption><b>{html.escape(name)}</b>: {html.escape(caption)}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -31,7 +31,6 @@ only in the tables whose rows it concerns.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -42,7 +41,9 @@ from analysis.collect import RUN_KEYS, Collection, collect, parse_year_overrides
 from analysis.display import hd95_unit, run_label, setting_label
 from analysis.published import INCONSISTENCY_NOTE, METRIC_COLUMNS, TABLE_YEARS, published_rows
 from analysis.render import DAGGER, DIFFERENCE, SOURCE_LABELS, Table, latex_document, to_latex, to_markdown
+from nnunetv2_druwas import env
 from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.files import replaced_together
 from nnunetv2_druwas.variants import variant_by_key
 
 SOURCE_ORDER = {"published": 0, "paper": 1, "measured": 2, DIFFERENCE: 3}
@@ -174,27 +175,13 @@ def build_tables(collection: Collection) -> dict[int, Table]:
 
 # --- writing -------------------------------------------------------------------------------
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so no half-written file is left behind."""
-    part = path.with_name(path.name + ".part")
-    part.write_text(text)
-    part.replace(path)
-
-
-def write_csv(path: Path, frame: pd.DataFrame) -> None:
-    """Write ``frame`` (without its index) as CSV through a temporary file.
-
-    Args:
-        path: the CSV file to (over)write.
-        frame: the table.
-    """
-    write_text(path, frame.to_csv(index=False))
-
-
 def compile_tables(results: Path | str | None, out: Path | str, *, year_overrides: dict | None = None,
                    exclude_incomplete: bool = False, plots: bool = True, seed: int = 0, n_resamples: int = 9999,
                    echo: bool = True) -> dict[int, Table]:
     """Collect, build Tables 1-4, compute the statistics, draw the figures, write everything and the report.
+
+    Every file is replaced together with the others (:func:`nnunetv2_druwas.files.replaced_together`):
+    after an error the previous outputs stay as they were.
 
     Args:
         results: the nnU-Net results folder; None for published rows only.
@@ -221,30 +208,13 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
             table.footnotes += [f"Excluded incomplete run {_run_path(r)}: {r.issues}." for r in dropped.itertuples()]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for number, table in tables.items():
-        write_csv(out / f"table{number}.csv", table.frame)
-        write_text(out / f"table{number}.md", to_markdown(table))
-        write_text(out / f"table{number}.tex", to_latex(table))
-    write_text(out / "tables.tex", latex_document([rf"\input{{table{number}}}" for number in tables]))
     per_case = collection.per_case
-    write_csv(out / "per_case.csv", per_case)
-    write_csv(out / "runs.csv", collection.runs)
     statistics = stats.wilcoxon_tests(per_case)
     ranking = stats.brats_ranking(per_case)
     effects = stats.switch_effects(per_case)
     intervals = stats.bootstrap_ci(per_case, seed=seed, n_resamples=n_resamples)
-    write_csv(out / "statistics.csv", statistics)
-    write_csv(out / "bootstrap_ci.csv", intervals)
-    write_csv(out / "ranking.csv", ranking)
-    write_csv(out / "switch_effects.csv", effects)
     curves, curve_notes = training.training_curves(results, collection.runs)
-    write_csv(out / "training_curves.csv", curves)
     notes = collection.notes + curve_notes + stats.ranking_notes(ranking)
-    write_text(out / "notes.md", "# Notes\n\n" + "".join(f"- {note}\n" for note in notes or ["none"]))
-    figures = {}
-    if plots and not per_case.empty:
-        from analysis.plots import draw_all
-        figures = draw_all(per_case, tables[4].frame, effects, training.continuation_curves(curves), out / "plots")
     shown = [("wilcoxon", "Paired Wilcoxon signed-rank tests (statistics.csv): matched (dataset, fold, case) "
               "pairs, Holm-corrected per recipe, plans and configuration", statistics.drop(
                   columns=["mean_variant", "mean_reference", "median_difference", "statistic"])),
@@ -254,8 +224,24 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
               "run has no value for", ranking[[c for c in ranking.columns if not c.startswith("rank_")]]),
              ("bootstrap", "Bootstrap 95 % confidence intervals of each run's mean (bootstrap_ci.csv), cases of "
               "all folds pooled", intervals)]
-    write_text(out / "report.html", build_report(tables, shown, notes, figures, out / "plots",
-                                                 str(results) if results is not None else "(no results folder)"))
+    with replaced_together() as group:   # every output new, or (after an error) every one as it was
+        for number, table in tables.items():
+            group.write_text(out / f"table{number}.csv", table.frame.to_csv(index=False))
+            group.write_text(out / f"table{number}.md", to_markdown(table))
+            group.write_text(out / f"table{number}.tex", to_latex(table))
+        group.write_text(out / "tables.tex", latex_document([rf"\input{{table{number}}}" for number in tables]))
+        for name, frame in (("per_case", per_case), ("runs", collection.runs), ("statistics", statistics),
+                            ("bootstrap_ci", intervals), ("ranking", ranking), ("switch_effects", effects),
+                            ("training_curves", curves)):
+            group.write_text(out / f"{name}.csv", frame.to_csv(index=False))
+        group.write_text(out / "notes.md", "# Notes\n\n" + "".join(f"- {note}\n" for note in notes or ["none"]))
+        figures = {}
+        if plots and not per_case.empty:
+            from analysis.plots import draw_all
+            figures = draw_all(per_case, tables[4].frame, effects, training.continuation_curves(curves),
+                               out / "plots", group)
+        group.write_text(out / "report.html", build_report(
+            tables, shown, notes, figures, str(results) if results is not None else "(no results folder)"))
     if echo:
         for table in tables.values():
             print(to_markdown(table))
@@ -279,7 +265,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = args.results or (Path(os.environ["nnUNet_results"]) if os.environ.get("nnUNet_results") else None)
+    results = args.results or (Path(env.value("nnUNet_results")) if env.value("nnUNet_results") else None)
     out = args.out or (results / "druwas_tables" if results is not None else None)
     if out is None:
         raise DruwasError("no results folder: pass --results DIR (or set nnUNet_results), or --out DIR to write "

@@ -19,7 +19,7 @@ COMMANDS = [
     ("export-brats", "nnunetv2_druwas.data.export", "turn nnU-Net predictions back into BraTS labels"),
     ("evaluate", "nnunetv2_druwas.evaluation.evaluate", "BraTS-convention Dice and HD95 per case and region"),
     ("env", "nnunetv2_druwas.env", "print the environment nnU-Net needs to find the DRUwAS trainers"),
-    ("trainers", "nnunetv2_druwas.variants", "list every DRUwAS trainer and what it trains"),
+    ("trainers", "nnunetv2_druwas.listing", "list every DRUwAS trainer and what it trains"),
     ("tables", "analysis.tables", "the paper's Tables 1-4, statistics and plots from a results folder"),
     ("grid", "nnunetv2_druwas.grid", "the experiment grid as SLURM job arrays or a shell script"),
     ("demo", "nnunetv2_druwas.demo", "run the whole harness end to end on synthetic data (CPU)"),

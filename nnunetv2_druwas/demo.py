@@ -6,14 +6,15 @@ synthetic BraTS-like release -> ``convert-brats`` -> ``nnUNetv2_plan_and_preproc
 
 Everything lives under one work folder (default ``./druwas_demo``); the user's own
 ``nnUNet_*`` folders are never read or written. A rerun resumes: every step whose
-output is complete is skipped (a finished training has ``checkpoint_final.pth`` and
-``brats_metrics.csv``); an interrupted training continues with ``--c``. ``--fresh``
-deletes the work folder first, which it only does for a folder it created itself.
+output is complete is skipped, and each training does what its fold's state
+(:func:`nnunetv2_druwas.folds.fold_state`) asks for: nothing when done, ``--c`` when
+interrupted (during the training, or during the final validation and evaluation, which
+``--c`` redoes without training again). ``--fresh`` deletes the work folder first,
+which it only does for a folder it created itself.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nnunetv2_druwas import env
 from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.files import write_text
+from nnunetv2_druwas.folds import fold_state, resume_arguments
 
 MARKER = ".druwas_demo"
 DATASET_ID = 500
@@ -53,21 +57,23 @@ class DemoSettings:
     seed: int = 0
 
 
-def demo_environment(workdir: Path) -> dict[str, str]:
-    """The process environment with every nnU-Net folder inside ``workdir``."""
-    from nnunetv2_druwas.env import trainers_dir
-
-    env = dict(os.environ)
-    env.update(
-        nnUNet_raw=str(workdir / "nnUNet_raw"),
-        nnUNet_preprocessed=str(workdir / "nnUNet_preprocessed"),
-        nnUNet_results=str(workdir / "nnUNet_results"),
-        nnUNet_extTrainer=str(trainers_dir()),
-        nnUNet_def_n_proc=env.get("nnUNet_def_n_proc", "2"),
-        nnUNet_n_proc_DA=env.get("nnUNet_n_proc_DA", "2"),
-        nnUNet_compile="false",
-    )
-    return env
+def demo_environment(workdir: Path, settings: DemoSettings) -> dict[str, str]:
+    """The environment of the demo's commands: every nnU-Net folder inside ``workdir``, the training
+    length of ``settings``, and no ``DRUWAS_INIT_CHECKPOINT`` (the Swish run must continue the demo's
+    own ReLU run)."""
+    return env.child_environment({
+        "nnUNet_raw": str(workdir / "nnUNet_raw"),
+        "nnUNet_preprocessed": str(workdir / "nnUNet_preprocessed"),
+        "nnUNet_results": str(workdir / "nnUNet_results"),
+        "nnUNet_extTrainer": str(env.trainers_dir()),
+        "nnUNet_def_n_proc": str(env.read("nnUNet_def_n_proc") or 2),
+        "nnUNet_n_proc_DA": str(2 if env.read("nnUNet_n_proc_DA") is None else env.read("nnUNet_n_proc_DA")),
+        "nnUNet_compile": "false",
+        "DRUWAS_EPOCHS": str(settings.epochs),
+        "DRUWAS_ITERS": str(settings.iters),
+        "DRUWAS_LR": str(settings.lr),
+        "DRUWAS_INIT_CHECKPOINT": None,
+    })
 
 
 def prepare_workdir(workdir: Path, fresh: bool, settings: DemoSettings) -> None:
@@ -91,7 +97,7 @@ def prepare_workdir(workdir: Path, fresh: bool, settings: DemoSettings) -> None:
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"made_by": "nnunetv2_druwas demo (safe to delete)", "settings": wanted}))
+    write_text(marker, json.dumps({"made_by": "nnunetv2_druwas demo (safe to delete)", "settings": wanted}))
 
 
 class _Steps:
@@ -132,64 +138,77 @@ def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
         fresh: delete a previous demo folder first instead of resuming it.
         settings: data size and training length (see :class:`DemoSettings`).
     """
-    from nnunetv2_druwas.data.synth import synthesize
     from nnunetv2_druwas.variants import VARIANTS
 
     workdir = Path(workdir).resolve()
     prepare_workdir(workdir, fresh, settings)
-    env = demo_environment(workdir)
-    env.update(DRUWAS_EPOCHS=str(settings.epochs), DRUWAS_ITERS=str(settings.iters), DRUWAS_LR=str(settings.lr))
-    env.pop("DRUWAS_INIT_CHECKPOINT", None)  # the Swish run must continue the demo's own ReLU run
+    environ = demo_environment(workdir, settings)
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        Path(env[name]).mkdir(parents=True, exist_ok=True)
+        Path(environ[name]).mkdir(parents=True, exist_ok=True)
     steps = _Steps(total=4 + len(VARIANTS), logs=workdir / "logs")
-    bin_dir = Path(sys.executable).parent
-    tool = lambda name: str(bin_dir / name) if (bin_dir / name).exists() else name  # noqa: E731
+    _prepare_data(workdir, settings, environ, steps)
+    results = Path(environ["nnUNet_results"])
+    for variant in VARIANTS:  # the table lists the Swish continuation after the ReLU run it starts from
+        _train(variant.trainer, results, settings, environ, steps)
+
+    tables = workdir / "tables"
+    steps.begin(f"python -m analysis.tables -> {tables}")
+    steps.run([sys.executable, "-m", "analysis.tables", "--results", str(results), "--out", str(tables)],
+              environ, "tables")
+    _report(workdir, tables, results)
+    return tables
+
+
+def _tool(name: str) -> str:
+    """An entry point of this Python environment (beside ``sys.executable``), else the name (PATH)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+def _prepare_data(workdir: Path, settings: DemoSettings, environ: dict[str, str], steps: _Steps) -> None:
+    """Synthesize, convert and plan, each unless its output is already complete."""
+    from nnunetv2_druwas.data.synth import synthesize
 
     synth_dir = workdir / "brats2020_synthetic"
     if (synth_dir / "name_mapping.csv").exists():
         steps.skip(f"synthetic BraTS 2020-like release ({settings.cases} cases)")
-    else:
+    else:   # the release appears complete or not at all; overwrite replaces what a killed run left
         steps.begin(f"synthesizing {settings.cases} BraTS-like cases of {settings.shape} voxels -> {synth_dir}")
-        tmp = synth_dir.with_name(synth_dir.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        synthesize(tmp, n_cases=settings.cases, shape=settings.shape, seed=settings.seed)
-        tmp.rename(synth_dir)
+        synthesize(synth_dir, n_cases=settings.cases, shape=settings.shape, seed=settings.seed, overwrite=True)
 
-    raw_dataset = Path(env["nnUNet_raw"]) / f"Dataset{DATASET_ID:03d}_BraTS{YEAR}"
+    raw_dataset = Path(environ["nnUNet_raw"]) / f"Dataset{DATASET_ID:03d}_BraTS{YEAR}"
     if (raw_dataset / "dataset.json").exists():
         steps.skip("convert-brats")
     else:
         steps.begin(f"convert-brats --year {YEAR} -d {DATASET_ID} -> {raw_dataset}")
         steps.run([sys.executable, "-m", "nnunetv2_druwas", "convert-brats", str(synth_dir), "--year", str(YEAR),
-                   "-d", str(DATASET_ID)], env, "convert_brats")
+                   "-d", str(DATASET_ID)], environ, "convert_brats")
 
-    plans = Path(env["nnUNet_preprocessed"]) / raw_dataset.name / "nnUNetPlans.json"
+    plans = Path(environ["nnUNet_preprocessed"]) / raw_dataset.name / "nnUNetPlans.json"
     if plans.exists() and (plans.parent / f"nnUNetPlans_{CONFIGURATION}").exists():
         steps.skip("nnUNetv2_plan_and_preprocess")
     else:
         steps.begin(f"nnUNetv2_plan_and_preprocess -d {DATASET_ID} -c {CONFIGURATION}")
-        steps.run([tool("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIGURATION,
-                   "-np", "2", "-npfp", "2", "--verify_dataset_integrity"], env, "plan_and_preprocess")
+        steps.run([_tool("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIGURATION,
+                   "-np", "2", "-npfp", "2", "--verify_dataset_integrity"], environ, "plan_and_preprocess")
 
-    results = Path(env["nnUNet_results"])
-    for v in VARIANTS:  # the table lists the Swish continuation after the ReLU run it starts from
-        fold_dir = _run_dir(results, v.trainer) / f"fold_{FOLD}"
-        if (fold_dir / "checkpoint_final.pth").exists() and (fold_dir / "brats_metrics.csv").exists():
-            steps.skip(f"nnUNetv2_train -tr {v.trainer}")
-            continue
-        resume = ["--c"] if (fold_dir / "checkpoint_latest.pth").exists() else []
-        steps.begin(f"nnUNetv2_train {DATASET_ID} {CONFIGURATION} {FOLD} -tr {v.trainer} "
-                    f"({settings.epochs} epochs x {settings.iters} iterations, lr {settings.lr:g}"
-                    f"{', resumed' if resume else ''})")
-        steps.run([tool("nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, str(FOLD), "-tr", v.trainer,
-                   "-device", "cpu", *resume], env, f"train_{v.trainer}")
 
-    tables = workdir / "tables"
-    steps.begin(f"python -m analysis.tables -> {tables}")
-    steps.run([sys.executable, "-m", "analysis.tables", "--results", str(results), "--out", str(tables)],
-              env, "tables")
+def _train(trainer: str, results: Path, settings: DemoSettings, environ: dict[str, str], steps: _Steps) -> None:
+    """Train fold 0 of one trainer as its fold's state asks: skip, continue (``--c``) or start."""
+    fold_dir = _run_dir(results, trainer) / f"fold_{FOLD}"
+    state = fold_state(fold_dir)
+    resume = resume_arguments(state)
+    if resume is None:
+        steps.skip(f"nnUNetv2_train -tr {trainer}")
+        return
+    steps.begin(f"nnUNetv2_train {DATASET_ID} {CONFIGURATION} {FOLD} -tr {trainer} "
+                f"({settings.epochs} epochs x {settings.iters} iterations, lr {settings.lr:g}"
+                f"{f', resumed: {state}' if resume else ''})")
+    steps.run([_tool("nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, str(FOLD), "-tr", trainer,
+               "-device", "cpu", *resume], environ, f"train_{trainer}")
 
+
+def _report(workdir: Path, tables: Path, results: Path) -> None:
     table4 = tables / "table4.md"
     print("\nTable 4 (ablation; published rows next to what this demo measured on synthetic data):\n")
     print(table4.read_text() if table4.exists() else f"(missing: {table4})")
@@ -198,7 +217,6 @@ def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
     print(f"Trained folds:    {results}/Dataset{DATASET_ID:03d}_BraTS{YEAR}/<trainer>__nnUNetPlans__"
           f"{CONFIGURATION}/fold_{FOLD} (brats_metrics.csv, checkpoint_final.pth, validation/)")
     print(f"Logs:             {workdir / 'logs'}")
-    return tables
 
 
 def add_arguments(parser) -> None:

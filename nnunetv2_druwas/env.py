@@ -1,9 +1,21 @@
-"""The ``nnunetv2_druwas env`` subcommand: the environment nnU-Net needs to find the DRUwAS trainers.
+"""The environment variables of the harness, read in this one module, and the ``nnunetv2_druwas env`` subcommand.
 
-nnU-Net finds trainer classes outside its own package through the environment variable
-``nnUNet_extTrainer`` (a list of folders, separated like ``PATH``). The DRUwAS trainers live in
-the repository's ``trainers/`` folder, beside the ``nnunetv2_druwas`` package, so the one step for
-a user is::
+Every variable the project reads is one row of :data:`VARIABLES`: its name, its kind (how its value
+is checked and converted) and what it does. Code reads them only through :func:`read` (typed,
+``None`` when unset), :func:`require` (an error when unset) or :func:`value` (the text), so a new
+variable is one more row. The grid's job scripts carry every row marked ``job`` that is set
+(:func:`job_exports`), and child processes get their environment from :func:`child_environment`.
+
+Example::
+
+    from nnunetv2_druwas import env
+
+    results = env.require("nnUNet_results")     # a Path to an existing folder, or a DruwasError
+    epochs = env.read("DRUWAS_EPOCHS")          # an int >= 1, or None when unset
+
+nnU-Net finds trainer classes outside its own package through ``nnUNet_extTrainer`` (a list of
+folders, separated like ``PATH``). The DRUwAS trainers live in the repository's ``trainers/``
+folder, beside the ``nnunetv2_druwas`` package, so the one step for a user is::
 
     eval "$(nnunetv2_druwas env)"
 
@@ -13,14 +25,174 @@ nnU-Net's three data folders as found or missing. Training (``nnUNetv2_train``) 
 """
 from __future__ import annotations
 
+import math
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from nnunetv2_druwas.errors import DruwasError
 
-EXT_TRAINER_VARIABLE = "nnUNet_extTrainer"
+#: How a value is checked and what :func:`read` returns for it.
+KINDS = {
+    "folder": "an existing folder (a Path)",
+    "file": "an existing file (a Path)",
+    "positive_int": "a whole number >= 1",
+    "count": "a whole number >= 0",
+    "positive_float": "a number > 0",
+    "flag": "true or false (1/0, yes/no, on/off, t/f)",
+    "text": "any text",
+}
+_TRUE, _FALSE = ("1", "true", "t", "yes", "y", "on"), ("0", "false", "f", "no", "n", "off")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable of the harness.
+
+    Args:
+        name: the variable's name.
+        kind: a key of :data:`KINDS`: how :func:`read` checks and converts the value.
+        meaning: what it does, in a few words (used in error messages and the README).
+        job: whether the grid's job scripts carry it (as an ``export`` line) when it is set here.
+    """
+    name: str
+    kind: str
+    meaning: str
+    job: bool = True
+
+
+VARIABLES: dict[str, Variable] = {v.name: v for v in (
+    Variable("nnUNet_raw", "folder", "nnU-Net's raw datasets"),
+    Variable("nnUNet_preprocessed", "folder", "nnU-Net's preprocessed datasets"),
+    Variable("nnUNet_results", "folder", "nnU-Net's trained models"),
+    Variable("nnUNet_extTrainer", "text", "folders nnU-Net searches for trainer classes (see `nnunetv2_druwas env`)"),
+    Variable("nnUNet_def_n_proc", "positive_int", "nnU-Net's default number of processes"),
+    Variable("nnUNet_n_proc_DA", "count", "nnU-Net's data augmentation workers"),
+    Variable("nnUNet_compile", "flag", "whether nnU-Net compiles the network with torch.compile"),
+    Variable("nnUNet_keep_files_open", "flag", "whether nnU-Net keeps preprocessed files open"),
+    Variable("OMP_NUM_THREADS", "positive_int", "CPU threads per process"),
+    Variable("DRUWAS_EPOCHS", "positive_int", "epochs of every DRUwAS trainer"),
+    Variable("DRUWAS_ITERS", "positive_int", "training iterations per epoch of every DRUwAS trainer"),
+    Variable("DRUWAS_LR", "positive_float", "initial learning rate of every DRUwAS trainer"),
+    # one checkpoint for one run: the grid's Swish folds continue their own ReLU folds instead
+    Variable("DRUWAS_INIT_CHECKPOINT", "file", "the checkpoint a Swish continuation starts from", job=False),
+)}
 DATA_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+EXT_TRAINER_VARIABLE = "nnUNet_extTrainer"
+
+
+def _variable(name: str) -> Variable:
+    try:
+        return VARIABLES[name]
+    except KeyError:
+        raise KeyError(f"{name} is not in nnunetv2_druwas.env.VARIABLES; add a row for it") from None
+
+
+def value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The text of a variable of :data:`VARIABLES`, stripped; None when it is unset or empty.
+
+    Args:
+        name: the variable (a key of :data:`VARIABLES`).
+        environ: the environment to read; None reads this process's.
+    """
+    _variable(name)
+    text = (os.environ if environ is None else environ).get(name, "").strip()
+    return text or None
+
+
+def read(name: str, environ: Mapping[str, str] | None = None) -> Path | int | float | bool | str | None:
+    """A variable's value, checked and converted by its kind (:data:`KINDS`); None when unset or empty.
+
+    Args:
+        name: the variable (a key of :data:`VARIABLES`).
+        environ: the environment to read; None reads this process's.
+
+    Raises:
+        DruwasError: when the value is not of its kind (the message names the variable and value).
+    """
+    variable = _variable(name)
+    text = value(name, environ)
+    if text is None:
+        return None
+    kind = variable.kind
+    if kind in ("folder", "file"):
+        path = Path(text).expanduser()
+        if not (path.is_dir() if kind == "folder" else path.is_file()):
+            raise DruwasError(f"{name}={text} is not an existing {kind} ({variable.meaning}); "
+                              f"create it or fix the variable")
+        return path
+    if kind == "flag":
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+    elif kind in ("positive_int", "count", "positive_float"):
+        try:
+            number = float(text) if kind == "positive_float" else int(text)
+        except ValueError:
+            number = -1
+        if math.isfinite(number) and (number > 0 or (kind == "count" and number == 0)):
+            return number
+    else:
+        return text
+    example = {"flag": "1", "positive_float": "0.5"}.get(kind, "5")
+    raise DruwasError(f"{name}={text!r} is not {KINDS[kind]} ({variable.meaning}); unset it or set e.g. "
+                      f"{name}={example}")
+
+
+def require(name: str, environ: Mapping[str, str] | None = None) -> Path | int | float | bool | str:
+    """:func:`read`, with an error that says what to export when the variable is unset.
+
+    Args:
+        name: the variable (a key of :data:`VARIABLES`).
+        environ: the environment to read; None reads this process's.
+
+    Raises:
+        DruwasError: when the variable is unset or its value is not of its kind.
+    """
+    result = read(name, environ)
+    if result is None:
+        variable = VARIABLES[name]
+        placeholder = "/path/to/folder" if variable.kind == "folder" else "VALUE"
+        raise DruwasError(f"{name} is not set: export {name}={placeholder} ({variable.meaning})")
+    return result
+
+
+def child_environment(changes: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """A copy of this process's environment for a child process, with ``changes`` applied.
+
+    Args:
+        changes: variable -> new value; None removes the variable.
+    """
+    environ = dict(os.environ)
+    for name, new in (changes or {}).items():
+        if new is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = str(new)
+    return environ
+
+
+def job_exports(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables a grid job script exports: every row marked ``job`` that is set (each checked by
+    its kind), the data folders required and made absolute, ``nnUNet_extTrainer`` naming the DRUwAS
+    trainers first.
+
+    Args:
+        environ: the environment to carry; None reads this process's.
+
+    Raises:
+        DruwasError: when a data folder is unset or missing, or a set value is not of its kind.
+    """
+    exports = {}
+    for name, variable in VARIABLES.items():
+        if name == EXT_TRAINER_VARIABLE:
+            exports[name] = ext_trainer_value(value(name, environ))
+        elif name in DATA_VARIABLES:
+            exports[name] = str(Path(require(name, environ)).resolve())
+        elif variable.job and read(name, environ) is not None:
+            exports[name] = value(name, environ)
+    return exports
 
 
 def trainers_dir() -> Path:
@@ -54,25 +226,24 @@ def ext_trainer_value(current: str | None = None) -> str:
     return os.pathsep.join([ours, *others])
 
 
-def environment_lines(environ: dict[str, str] | None = None) -> list[str]:
+def environment_lines(environ: Mapping[str, str] | None = None) -> list[str]:
     """Shell lines: an ``export`` of ``nnUNet_extTrainer``, then one line per nnU-Net data folder.
 
     Data folders that are set and exist are re-exported unchanged; the others become comments
     saying what is missing, so the output is safe to ``eval``.
 
     Args:
-        environ: the environment to report on; None reads this process's environment.
+        environ: the environment to report on; None reads this process's.
     """
-    environ = dict(os.environ) if environ is None else environ
-    lines = [f"export {EXT_TRAINER_VARIABLE}={shlex.quote(ext_trainer_value(environ.get(EXT_TRAINER_VARIABLE)))}"]
+    lines = [f"export {EXT_TRAINER_VARIABLE}={shlex.quote(ext_trainer_value(value(EXT_TRAINER_VARIABLE, environ)))}"]
     for name in DATA_VARIABLES:
-        value = environ.get(name)
-        if not value:
+        text = value(name, environ)
+        if text is None:
             lines.append(f"# {name} is not set: export {name}=/path/to/{name} (nnU-Net needs it)")
-        elif not Path(value).is_dir():
-            lines.append(f"# {name}={shlex.quote(value)} is set but is not a folder: create it or fix the path")
+        elif not Path(text).is_dir():
+            lines.append(f"# {name}={shlex.quote(text)} is set but is not a folder: create it or fix the path")
         else:
-            lines.append(f"export {name}={shlex.quote(value)}")
+            lines.append(f"export {name}={shlex.quote(text)}")
     return lines
 
 

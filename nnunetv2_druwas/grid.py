@@ -17,16 +17,23 @@ cross-validation. ``nnunetv2_druwas grid`` turns such a selection into job scrip
 Every job carries ``--kill-on-invalid-dep=yes``, so a failed training cancels what waits for it
 instead of leaving it pending forever.
 
-Runs that are done (``checkpoint_final.pth`` and the trainer's ``brats_metrics.csv`` in the fold
-folder) are left out when the scripts are written, and each job checks again when it starts (the
-results may have changed in between): a finished fold exits at once, a fold with a checkpoint
-continues with ``--c`` (from ``checkpoint_latest.pth``, or it redoes only the final validation
-when ``checkpoint_final.pth`` is there without the metrics), any other fold trains from scratch.
+Runs that are done (:func:`nnunetv2_druwas.folds.fold_state`: the fold has the trainer's
+``brats_metrics.csv``) are left out when the scripts are written, and each job asks again when it
+starts (``python -m nnunetv2_druwas.folds FOLD_DIR -- nnUNetv2_train ...``; the results may have
+changed in between): a finished fold exits at once, a fold with a checkpoint continues with ``--c``
+(the training, or only the final validation and BraTS evaluation when ``checkpoint_final.pth`` is
+there without the metrics), any other fold trains from scratch.
+
+The job scripts export the variables of :data:`nnunetv2_druwas.env.VARIABLES` that are set when
+the grid is written (:func:`nnunetv2_druwas.env.job_exports`), ``DRUWAS_LR`` included, so a
+resubmission resumes with the same settings.
 
 ``--format shell`` writes the same job scripts plus ``run_all.sh``, which runs them one after
 another in dependency order on a single machine. ``--submit`` hands the arrays to ``sbatch`` in
 dependency order and records the job ids in ``submitted.json``; ``--status`` reports every run as
-done / running / queued / incomplete / missing; ``--estimate`` prints the GPU-hours of a grid.
+done / running / queued / incomplete / evaluation failed / missing (``queue unknown`` when ``squeue``
+cannot be read); ``--estimate`` prints the GPU-hours of a grid. The files of a grid are replaced
+together (:func:`nnunetv2_druwas.files.replaced_together`).
 
 Output folder layout::
 
@@ -42,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shlex
 import shutil
 import subprocess
@@ -50,17 +56,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
+from nnunetv2_druwas import env
 from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.files import replaced_together, write_text
+from nnunetv2_druwas.folds import FoldState, describe, fold_state
 from nnunetv2_druwas.variants import RECIPES, VARIANTS, all_trainers, lookup_trainer, trainer_name, variant_by_key
 
-# Variables that the jobs need and get as `export` lines (when set here); the three data folders
-# are required, nnUNet_extTrainer always names the DRUwAS trainers.
-DATA_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-OPTIONAL_VARIABLES = ("nnUNet_def_n_proc", "nnUNet_n_proc_DA", "nnUNet_compile", "nnUNet_keep_files_open",
-                      "DRUWAS_EPOCHS", "DRUWAS_ITERS", "OMP_NUM_THREADS")
-DONE_FILES = ("checkpoint_final.pth", "brats_metrics.csv")
 # Training cases of one fold of BraTS 2020 (369 cases) under 5-fold cross-validation: 295 or 296
 # (2019: 268, 2018: 228); the epoch length of a one-pass recipe in --estimate.
 DEFAULT_TRAIN_CASES = 296
@@ -155,7 +158,7 @@ def continued_trainer(trainer: str) -> str | None:
     return trainer_name(variant_by_key(variant.continues), recipe) if variant.continues else None
 
 
-def dataset_name(dataset: str | int, environ: dict[str, str] | None = None) -> str:
+def dataset_name(dataset: str | int, environ: Mapping[str, str] | None = None) -> str:
     """nnU-Net's folder name of a dataset id (``500`` -> ``Dataset500_BraTS2020``), found the way
     nnU-Net finds it: in ``nnUNet_preprocessed``, ``nnUNet_raw`` and ``nnUNet_results``.
 
@@ -168,26 +171,16 @@ def dataset_name(dataset: str | int, environ: dict[str, str] | None = None) -> s
         return text
     if not text.isdigit():
         raise DruwasError(f"dataset {text!r} is neither an id (500) nor a name (Dataset500_BraTS2020)")
-    environ = dict(os.environ) if environ is None else environ
     prefix = f"Dataset{int(text):03d}_"
-    found = sorted({p.name for var in ("nnUNet_preprocessed", "nnUNet_raw", "nnUNet_results")
-                    if environ.get(var) and Path(environ[var]).is_dir()
-                    for p in Path(environ[var]).iterdir() if p.is_dir() and p.name.startswith(prefix)})
+    folders = {var: env.value(var, environ) for var in ("nnUNet_preprocessed", "nnUNet_raw", "nnUNet_results")}
+    found = sorted({p.name for folder in folders.values() if folder and Path(folder).is_dir()
+                    for p in Path(folder).iterdir() if p.is_dir() and p.name.startswith(prefix)})
     if len(found) != 1:
-        where = ", ".join(f"{v}={environ.get(v, '(not set)')}" for v in DATA_VARIABLES)
+        where = ", ".join(f"{v}={folder or '(not set)'}" for v, folder in folders.items())
         what = "no dataset" if not found else f"several datasets ({', '.join(found)})"
         raise DruwasError(f"{what} with id {text} in the nnU-Net folders ({where}); convert and "
                           f"preprocess it first (nnunetv2_druwas convert-brats, nnUNetv2_plan_and_preprocess)")
     return found[0]
-
-
-def fold_state(fold_dir: Path) -> str:
-    """``done`` (final checkpoint and BraTS metrics), ``partial`` (some checkpoint) or ``none``."""
-    if all((fold_dir / name).is_file() for name in DONE_FILES):
-        return "done"
-    if (fold_dir / "checkpoint_latest.pth").is_file() or (fold_dir / "checkpoint_final.pth").is_file():
-        return "partial"
-    return "none"
 
 
 # --- the jobs --------------------------------------------------------------------------------
@@ -237,22 +230,15 @@ def _executable(name: str) -> str:
 
 
 def _train_body(dataset: str, configuration: str, trainer: str, plans: str, device: str) -> tuple[str, ...]:
-    """The bash that trains one fold, deciding at run time between skip, resume and a fresh start."""
+    """The bash that trains one fold: nnunetv2_druwas.folds decides at run time between skip, resume
+    (``--c``) and a fresh start, and runs nnUNetv2_train accordingly."""
     fold_dir = f'"$nnUNet_results"/{shlex.quote(dataset)}/{shlex.quote(run_folder(trainer, plans, configuration))}' \
                f'/"fold_$fold"'
     train = " ".join(shlex.quote(a) for a in (_executable("nnUNetv2_train"), dataset, configuration))
     train += f' "$fold" -tr {shlex.quote(trainer)} -p {shlex.quote(plans)} -device {shlex.quote(device)}'
     return (
         f"fold_dir={fold_dir}",
-        f'if [[ -f "$fold_dir/{DONE_FILES[0]}" && -f "$fold_dir/{DONE_FILES[1]}" ]]; then',
-        '    echo "fold $fold is already done: $fold_dir"',
-        "else",
-        "    resume=()  # --c continues from checkpoint_latest (or only redoes the final validation)",
-        '    if [[ -f "$fold_dir/checkpoint_latest.pth" || -f "$fold_dir/checkpoint_final.pth" ]]; then resume=(--c); fi',
-        f'    train=({train} "${{resume[@]}}")',
-        '    echo "running: ${train[*]}"',
-        '    "${train[@]}"',
-        "fi",
+        f"{shlex.quote(sys.executable)} -m nnunetv2_druwas.folds \"$fold_dir\" -- {train}",
     )
 
 
@@ -270,15 +256,14 @@ def plan_jobs(selection: Selection, out: Path, settings: JobSettings = JobSettin
         DruwasError: when a continuation (Swish) needs a fold of a trainer that is neither done
             nor part of the grid.
     """
-    environ = dict(os.environ) if environ is None else environ
-    results = Path(_required(environ, "nnUNet_results"))
+    results = Path(env.require("nnUNet_results", environ)).resolve()
     jobs: list[Job] = []
     for dataset in selection.datasets:
         for configuration in selection.configurations:
             for trainer in selection.trainers:
                 todo = tuple(f for f in selection.folds
                              if fold_state(Run(dataset, configuration, trainer, selection.plans, f)
-                                           .fold_dir(results)) != "done")
+                                           .fold_dir(results)) != FoldState.DONE)
                 if not todo:
                     continue
                 dependencies: tuple[tuple[str, str], ...] = ()
@@ -313,28 +298,22 @@ def _check_continuation(selection: Selection, dataset: str, configuration: str, 
                 f"add {parent} to --trainers")
 
 
-def _required(environ: dict[str, str], name: str) -> str:
-    value = environ.get(name)
-    if not value:
-        raise DruwasError(f"{name} is not set: export {name}=/path/to/{name} (nnU-Net and the jobs need it)")
-    return str(Path(value).resolve())
-
-
-def environment_exports(environ: dict[str, str] | None = None) -> list[str]:
-    """The ``export`` lines every job starts with: nnU-Net's folders (absolute), the DRUwAS
-    trainer folder in ``nnUNet_extTrainer``, and the optional variables that are set here
-    (:data:`OPTIONAL_VARIABLES`: process counts, ``DRUWAS_EPOCHS``/``DRUWAS_ITERS``, ...).
+def environment_exports(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The ``export`` lines every job starts with (:func:`nnunetv2_druwas.env.job_exports`):
+    nnU-Net's folders (absolute), the DRUwAS trainer folder in ``nnUNet_extTrainer``, and every
+    other variable of :data:`nnunetv2_druwas.env.VARIABLES` that is set here (process counts,
+    ``DRUWAS_EPOCHS``, ``DRUWAS_ITERS``, ``DRUWAS_LR``, ...). A set variable the jobs do not carry
+    (``DRUWAS_INIT_CHECKPOINT``) gets a note on stderr.
 
     Args:
         environ: the environment to carry; None reads this process's.
     """
-    from nnunetv2_druwas.env import ext_trainer_value
-
-    environ = dict(os.environ) if environ is None else environ
-    values = {name: _required(environ, name) for name in DATA_VARIABLES}
-    values["nnUNet_extTrainer"] = ext_trainer_value(environ.get("nnUNet_extTrainer"))
-    values.update({name: environ[name] for name in OPTIONAL_VARIABLES if environ.get(name)})
-    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+    exports = env.job_exports(environ)
+    for name, variable in env.VARIABLES.items():
+        if not variable.job and env.value(name, environ) is not None:
+            print(f"note: {name} is set but the jobs do not carry it ({variable.meaning}; each Swish fold "
+                  f"continues its own ReLU fold)", file=sys.stderr)
+    return [f"export {name}={shlex.quote(value)}" for name, value in exports.items()]
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -454,27 +433,22 @@ def write_grid(selection: Selection, out: Path, settings: JobSettings = JobSetti
                           f"choose another --out, or pass --overwrite to replace its scripts")
     exports = environment_exports(environ)
     jobs = plan_jobs(selection, out, settings, environ)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = out / ".jobs.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for job in jobs:
-        script = staging / f"{job.name}.sh"
-        script.write_text(render_job(job, exports, out, settings, slurm=fmt == "slurm"))
-        script.chmod(0o755)
-    shutil.rmtree(out / "jobs", ignore_errors=True)
-    staging.rename(out / "jobs")
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
-    (out / "submitted.json").unlink(missing_ok=True)
-    run_all = out / "run_all.sh"
-    if fmt == "shell":
-        run_all.write_text(render_run_all(jobs, out))
-        run_all.chmod(0o755)
-    else:
-        run_all.unlink(missing_ok=True)
-    (out / "grid.json").write_text(json.dumps({"selection": asdict(selection), "format": fmt,
-                                               "settings": asdict(settings),
-                                               "jobs": {j.name: list(j.folds) for j in jobs}}, indent=2))
+    with replaced_together() as group:   # scripts, run_all.sh and grid.json: all new or all old
+        scripts = {out / "jobs" / f"{job.name}.sh": job for job in jobs}
+        for script, job in scripts.items():
+            group.write_text(script, render_job(job, exports, out, settings, slurm=fmt == "slurm"), executable=True)
+        for stale in sorted(set((out / "jobs").glob("*.sh")) - set(scripts)):
+            group.remove(stale)
+        if fmt == "shell":
+            group.write_text(out / "run_all.sh", render_run_all(jobs, out), executable=True)
+        else:
+            group.remove(out / "run_all.sh")
+        group.remove(out / "submitted.json")
+        group.write_text(out / "grid.json", json.dumps({"selection": asdict(selection), "format": fmt,
+                                                        "settings": asdict(settings),
+                                                        "jobs": {j.name: list(j.folds) for j in jobs}}, indent=2))
     return jobs
 
 
@@ -510,7 +484,7 @@ def submit(jobs: Sequence[Job], out: Path) -> dict[str, str]:
             record = {"submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                       "jobs": {name: {"id": ids[name], "folds": list(job.folds)}
                                for job in jobs for name in [job.name] if name in ids}}
-            (out / "submitted.json").write_text(json.dumps(record, indent=2))
+            write_text(out / "submitted.json", json.dumps(record, indent=2))
     return ids
 
 
@@ -543,47 +517,64 @@ def queue_states() -> dict[tuple[str, str], str] | None:
     return states
 
 
-def grid_status(selection: Selection, out: Path | None = None, environ: dict[str, str] | None = None,
-                queue: dict[tuple[str, str], str] | None = None) -> list[dict]:
-    """The state of every run of a grid, from the results folder and the SLURM queue.
+#: ``queue`` of :func:`grid_status` when squeue is to be asked.
+ASK_SQUEUE = "ask squeue"
+QUEUE_UNKNOWN = "queue unknown"
 
-    ``done``: checkpoint_final.pth and brats_metrics.csv; ``running`` / ``queued``: its array task
-    is in ``squeue`` (running or pending); ``incomplete``: a checkpoint but no job working on it
-    (stopped, failed or killed: submitting the grid again resumes it); ``missing``: nothing yet.
+
+def grid_status(selection: Selection, out: Path | None = None, environ: Mapping[str, str] | None = None,
+                queue: Mapping[tuple[str, str], str] | None | str = ASK_SQUEUE) -> list[dict]:
+    """The state of every run of a grid, from its fold folder (:func:`nnunetv2_druwas.folds.fold_state`)
+    and the SLURM queue.
+
+    ``done``: the fold has its BraTS metrics; ``running`` / ``queued``: its array task is in
+    ``squeue`` (running or pending); ``queue unknown``: submitted, not done, and ``squeue`` cannot be
+    read (it may be running: nothing is recommended); otherwise, with no job working on it,
+    ``evaluation failed`` (trained, but the BraTS evaluation failed: the row's ``detail`` says why),
+    ``incomplete`` (a checkpoint: submitting the grid again resumes it) or ``missing`` (nothing yet).
 
     Args:
         selection: the grid.
         out: the grid's folder; its ``submitted.json`` links runs to SLURM job ids.
         environ: the environment holding ``nnUNet_results``; None reads this process's.
-        queue: :func:`queue_states` (None asks ``squeue``; ``{}`` means an empty queue).
+        queue: :func:`queue_states`: :data:`ASK_SQUEUE` asks ``squeue`` (when something was
+            submitted), None means it could not be read, ``{}`` an empty queue.
 
     Returns:
-        One dict per run: dataset, configuration, trainer, fold, state, job_id.
+        One dict per run: dataset, configuration, trainer, fold, state, job_id, detail (the fold
+        folder's state in words).
     """
-    environ = dict(os.environ) if environ is None else environ
-    results = Path(_required(environ, "nnUNet_results"))
-    queue = queue_states() if queue is None else queue
+    results = Path(env.require("nnUNet_results", environ)).resolve()
     submitted = {}
     if out is not None and (Path(out) / "submitted.json").is_file():
         submitted = json.loads((Path(out) / "submitted.json").read_text())["jobs"]
+    if isinstance(queue, str):
+        queue = queue_states() if submitted else {}
     rows = []
     for run in selection.runs():
         job_id = submitted.get(run.array_name, {}).get("id", "")
-        in_queue = (queue or {}).get((job_id, str(run.fold))) if job_id else None
-        on_disk = fold_state(run.fold_dir(results))
-        if on_disk == "done":
+        fold_dir = run.fold_dir(results)
+        on_disk = fold_state(fold_dir)
+        in_queue = queue.get((job_id, str(run.fold))) if job_id and queue is not None else None
+        if on_disk == FoldState.DONE:
             state = "done"
+        elif job_id and queue is None:
+            state = QUEUE_UNKNOWN
         elif in_queue is not None:
             state = "queued" if in_queue == "PENDING" else "running"
+        elif on_disk == FoldState.EVALUATION_FAILED:
+            state = "evaluation failed"
         else:
-            state = "incomplete" if on_disk == "partial" else "missing"
+            state = "missing" if on_disk == FoldState.NONE else "incomplete"
         rows.append(dict(dataset=run.dataset, configuration=run.configuration, trainer=run.trainer,
-                         fold=run.fold, state=state, job_id=f"{job_id}_{run.fold}" if job_id else ""))
+                         fold=run.fold, state=state, job_id=f"{job_id}_{run.fold}" if job_id else "",
+                         detail=describe(fold_dir)))
     return rows
 
 
 def format_status(rows: Sequence[dict]) -> str:
-    """A fixed-width table of :func:`grid_status` rows, with a count per state at the end."""
+    """A fixed-width table of :func:`grid_status` rows, what to do about them, and a count per state
+    on the last line."""
     columns = ("dataset", "configuration", "trainer", "fold", "state", "job_id")
     widths = {c: max([len(c), *(len(str(r[c])) for r in rows)]) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
@@ -591,6 +582,19 @@ def format_status(rows: Sequence[dict]) -> str:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
+    for r in rows:
+        if r["state"] == "evaluation failed":
+            lines.append(f"{r['dataset']} {r['trainer']} {r['configuration']} fold {r['fold']}: {r['detail']}")
+    if counts.get(QUEUE_UNKNOWN):
+        lines.append(f"The SLURM queue could not be read (squeue is missing or failed): {counts[QUEUE_UNKNOWN]} "
+                     f"submitted run(s) that are not done may still be running or queued. Nothing is "
+                     f"recommended until squeue answers.")
+    else:
+        todo = sum(counts.get(s, 0) for s in ("incomplete", "missing", "evaluation failed"))
+        if todo:
+            lines.append(f"{todo} run(s) are neither done nor in the queue: write and submit the grid again "
+                         f"(same options, --overwrite); done folds are skipped, the others continue with --c "
+                         f"or start.")
     lines.append(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return "\n".join(lines)
 

@@ -49,7 +49,10 @@ replaces the strict recipe's one-pass epoch. Nothing that changes the network is
 After the final validation, every fold gets ``brats_metrics.csv`` (and its ``_summary.csv``):
 BraTS-convention Dice and HD95 of ``fold_<N>/validation`` against
 ``$nnUNet_preprocessed/<Dataset>/gt_segmentations``
-(:func:`nnunetv2_druwas.evaluation.evaluate.evaluate_folder`).
+(:func:`nnunetv2_druwas.evaluation.evaluate.evaluate_folder`). When that evaluation fails, the
+message goes to ``fold_<N>/brats_metrics_error.txt`` and ``nnUNetv2_train`` exits with an error
+(status 1): the fold is then ``evaluation-failed`` (:mod:`nnunetv2_druwas.folds`), which the grid
+status and the tables report; ``--c`` redoes only the final validation and the evaluation.
 """
 from __future__ import annotations
 
@@ -57,13 +60,11 @@ import functools
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import ClassVar
 
 import torch
 from nnunetv2.configuration import default_num_processes
-from nnunetv2.paths import nnUNet_results
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
@@ -72,17 +73,14 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from nnunetv2_druwas import env, files
 from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.folds import EVALUATION_ERROR_FILE, METRICS_FILE
 from nnunetv2_druwas.network import druwas_from_plans
 from nnunetv2_druwas.variants import Variant, all_trainers, trainer_name, variant_by_key
 
-EPOCHS_VARIABLE = "DRUWAS_EPOCHS"
-ITERS_VARIABLE = "DRUWAS_ITERS"
-LR_VARIABLE = "DRUWAS_LR"  # initial learning rate, for runs compressed far below the recipe's length
 INIT_CHECKPOINT_VARIABLE = "DRUWAS_INIT_CHECKPOINT"
-
 CONTINUATION_RECORD = "continuation.json"   # in fold_N/: what a continuation run started from
-BRATS_METRICS_FILE = "brats_metrics.csv"     # in fold_N/: evaluation of the final validation
 
 PLATEAU_SIGNAL = "ema_fg_dice"  # nnU-Net logger key: EMA of the online validation pseudo Dice
 PLATEAU_PATIENCE = 4
@@ -91,29 +89,6 @@ PLATEAU_FACTOR = 0.1
 # nnU-Net's default ExperimentPlanner budget (8 GB target) in its planner's unit, feature-map
 # estimate x batch size: UNet_reference_val_{2d,3d} x UNet_reference_val_corresp_bs_{2d,3d}.
 NNUNET_PLANNER_BUDGET = {2: 85_000_000 * 12, 3: 560_000_000 * 2}
-
-
-def positive_number_from_environment(name: str, kind: type[int] | type[float] = int) -> int | float | None:
-    """The value of environment variable ``name`` as a positive number, or None when unset or empty.
-
-    Args:
-        name: the variable, e.g. ``DRUWAS_EPOCHS``.
-        kind: ``int`` (a whole number >= 1) or ``float`` (a number > 0).
-
-    Raises:
-        DruwasError: when the value is not such a number.
-    """
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        number = kind(value)
-    except ValueError:
-        number = 0
-    if not (math.isfinite(number) and number > 0):
-        wanted = "a whole number >= 1" if kind is int else "a number > 0"
-        raise DruwasError(f"{name}={value!r} is not {wanted}; unset it or set e.g. {name}={kind(5)}")
-    return number
 
 
 def state_dict_digest(state_dict: dict[str, torch.Tensor]) -> str:
@@ -191,20 +166,20 @@ class DRUwASTrainerBase(nnUNetTrainer):
 
     def _apply_environment_overrides(self) -> None:
         """``DRUWAS_EPOCHS`` / ``DRUWAS_ITERS`` / ``DRUWAS_LR``: shorter runs without code changes."""
-        epochs = positive_number_from_environment(EPOCHS_VARIABLE)
+        epochs = env.read("DRUWAS_EPOCHS")
         if epochs is not None:
-            self.print_to_log_file(f"{EPOCHS_VARIABLE}={epochs}: {epochs} epochs instead of {self.num_epochs}")
+            self.print_to_log_file(f"DRUWAS_EPOCHS={epochs}: {epochs} epochs instead of {self.num_epochs}")
             self.num_epochs = epochs
-        iterations = positive_number_from_environment(ITERS_VARIABLE)
+        iterations = env.read("DRUWAS_ITERS")
         if iterations is not None:
             validation = max(1, round(self.num_val_iterations_per_epoch * iterations / self.num_iterations_per_epoch))
             self.print_to_log_file(
-                f"{ITERS_VARIABLE}={iterations}: {iterations} training / {validation} validation iterations per "
+                f"DRUWAS_ITERS={iterations}: {iterations} training / {validation} validation iterations per "
                 f"epoch instead of {self.num_iterations_per_epoch} / {self.num_val_iterations_per_epoch}")
             self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = iterations, validation
-        lr = positive_number_from_environment(LR_VARIABLE, float)
+        lr = env.read("DRUWAS_LR")
         if lr is not None:
-            self.print_to_log_file(f"{LR_VARIABLE}={lr}: initial learning rate {lr} instead of {self.initial_lr}")
+            self.print_to_log_file(f"DRUWAS_LR={lr}: initial learning rate {lr} instead of {self.initial_lr}")
             self.initial_lr = lr
 
     # --- network ----------------------------------------------------------------------
@@ -246,7 +221,7 @@ class DRUwASTrainerBase(nnUNetTrainer):
             self.initialize()
         if self.variant.continues is not None and not self._resumed_from_own_checkpoint:
             self.load_continuation_weights()
-        elif self.variant.continues is None and os.environ.get(INIT_CHECKPOINT_VARIABLE, "").strip():
+        elif self.variant.continues is None and env.value(INIT_CHECKPOINT_VARIABLE) is not None:
             self.print_to_log_file(f"{INIT_CHECKPOINT_VARIABLE} is ignored: {type(self).__name__} is not a "
                                    f"continuation (only {self._continuation_names()} read it)")
         super().on_train_start()
@@ -258,7 +233,7 @@ class DRUwASTrainerBase(nnUNetTrainer):
         Raises:
             DruwasError: the file does not exist (saying which run to train, or which variable to fix).
         """
-        explicit = os.environ.get(INIT_CHECKPOINT_VARIABLE, "").strip()
+        explicit = env.value(INIT_CHECKPOINT_VARIABLE)   # checked here, to say what else to do
         if explicit:
             path = Path(explicit).expanduser().resolve()
             if not path.is_file():
@@ -268,7 +243,7 @@ class DRUwASTrainerBase(nnUNetTrainer):
             return path
         source = self._source_trainer_name()
         plans, dataset = self.plans_manager.plans_name, self.plans_manager.dataset_name
-        path = (Path(nnUNet_results) / dataset / f"{source}__{plans}__{self.configuration_name}" /
+        path = (env.require("nnUNet_results") / dataset / f"{source}__{plans}__{self.configuration_name}" /
                 f"fold_{self.fold}" / "checkpoint_final.pth")
         if not path.is_file():
             raise DruwasError(
@@ -306,31 +281,45 @@ class DRUwASTrainerBase(nnUNetTrainer):
             "weights_sha256": state_dict_digest(weights),
         }
         if self.local_rank == 0:
-            Path(self.output_folder, CONTINUATION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+            files.write_text(Path(self.output_folder, CONTINUATION_RECORD), json.dumps(record, indent=2) + "\n")
         self.print_to_log_file(f"Continuation: loaded all weights of {record['source_trainer']} "
                                f"({record['source_epochs']} epochs) from {path}")
 
     # --- BraTS evaluation of the final validation -------------------------------------
 
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
-        """nnU-Net's final validation, then BraTS-convention metrics of this fold's validation cases
-        in ``fold_N/brats_metrics.csv``. A dataset the BraTS evaluation cannot read (not region-based
-        WT/TC/ET, not NIfTI) gets a line in the training log instead: the training itself is done."""
+        """nnU-Net's final validation, then :meth:`evaluate_validation` (on the first process)."""
         super().perform_actual_validation(save_probabilities)
         if self.local_rank == 0:
-            from nnunetv2_druwas.evaluation.evaluate import evaluate_folder
+            self.evaluate_validation()
 
-            output = Path(self.output_folder, BRATS_METRICS_FILE)
-            _, validation_cases = self.do_split()
-            try:
-                evaluate_folder(Path(self.output_folder, "validation"),
-                                Path(self.preprocessed_dataset_folder_base, "gt_segmentations"), output,
-                                dataset_json=Path(self.preprocessed_dataset_folder_base, "dataset.json"),
-                                num_processes=default_num_processes, progress=False, cases=list(validation_cases))
-            except DruwasError as e:
-                self.print_to_log_file(f"BraTS metrics not computed: {e}")
-            else:
-                self.print_to_log_file(f"BraTS metrics of the validation cases: {output}")
+    def evaluate_validation(self) -> None:
+        """BraTS-convention metrics of this fold's validation cases in ``fold_N/brats_metrics.csv``.
+
+        On failure the message is written to ``fold_N/brats_metrics_error.txt`` (removed again by a
+        later success) and the command fails: a user-facing problem (e.g. a dataset whose regions are
+        not WT/TC/ET) ends it with the message and status 1, anything else is raised as it is.
+        """
+        from nnunetv2_druwas.evaluation.evaluate import evaluate_folder
+
+        folder = Path(self.output_folder)
+        _, validation_cases = self.do_split()
+        try:
+            evaluate_folder(folder / "validation", Path(self.preprocessed_dataset_folder_base, "gt_segmentations"),
+                            folder / METRICS_FILE,
+                            dataset_json=Path(self.preprocessed_dataset_folder_base, "dataset.json"),
+                            num_processes=default_num_processes, progress=False, cases=list(validation_cases))
+        except Exception as e:
+            message = str(e) if isinstance(e, DruwasError) else f"{type(e).__name__}: {e}"
+            files.write_text(folder / EVALUATION_ERROR_FILE, message + "\n")
+            self.print_to_log_file(f"BraTS evaluation failed: {message}")
+            if isinstance(e, DruwasError):
+                raise SystemExit(f"error: the BraTS evaluation of {folder} failed: {message}\nThe training itself "
+                                 f"is done (checkpoint_final.pth); fix the cause, then rerun the same command with "
+                                 f"--c, which redoes only the final validation and the evaluation.") from None
+            raise
+        (folder / EVALUATION_ERROR_FILE).unlink(missing_ok=True)
+        self.print_to_log_file(f"BraTS metrics of the validation cases: {folder / METRICS_FILE}")
 
 
 class DRUwASPaperRecipeTrainer(DRUwASTrainerBase):
@@ -431,8 +420,8 @@ class DRUwASPaperStrictTrainer(DRUwASPaperRecipeTrainer):
     def _set_one_pass_epoch(self, n_train: int, n_val: int) -> None:
         batch = self.configuration_manager.batch_size
         train, val = math.ceil(n_train / batch), max(1, math.ceil(n_val / batch))
-        if positive_number_from_environment(ITERS_VARIABLE) is not None:
-            self.print_to_log_file(f"Paper-strict recipe: {ITERS_VARIABLE} is set, so {self.num_iterations_per_epoch} "
+        if env.read("DRUWAS_ITERS") is not None:
+            self.print_to_log_file(f"Paper-strict recipe: DRUWAS_ITERS is set, so {self.num_iterations_per_epoch} "
                                    f"training iterations per epoch instead of one pass ({train})")
             return
         self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = train, val

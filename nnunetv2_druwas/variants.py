@@ -78,22 +78,3 @@ def variant_by_key(key: str) -> Variant:
 def lookup_trainer(name: str) -> tuple[Variant, str] | None:
     """(variant, recipe) of a DRUwAS trainer name, or None for any other trainer."""
     return all_trainers().get(name)
-
-
-# --- the `nnunetv2_druwas trainers` subcommand ------------------------------------------
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--names-only", action="store_true", help="print trainer names only, one per line")
-
-
-def run(args) -> int:
-    for name, (v, recipe) in all_trainers().items():
-        if args.names_only:
-            print(name)
-            continue
-        switches = ", ".join(s for s, on in (("residual", v.residual), ("attention gate", v.attention_gate),
-                                             ("spatial attention", v.spatial_attention)) if on) or "none"
-        extra = f"; continues {trainer_name(variant_by_key(v.continues), recipe)}" if v.continues else ""
-        print(f"{name:<48} Table 4 row {v.table4_row}: {v.label} [{recipe} recipe; {v.nonlin}; "
-              f"switches: {switches}{extra}]")
-    return 0

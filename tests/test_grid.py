@@ -151,7 +151,8 @@ def test_slurm_scripts_carry_environment_resources_and_arrays(env, tmp_path, mon
     assert "DRUWAS_ITERS" not in full
     train_line = next(line for line in full.splitlines() if "-tr " in line)
     assert f"/nnUNetv2_train {DATASET} 3d_fullres \"$fold\" -tr {FULL} -p nnUNetPlans -device cuda" in train_line
-    assert Path(train_line.split("(")[1].split()[0]).is_absolute()
+    assert " -m nnunetv2_druwas.folds \"$fold_dir\" -- " in train_line   # the fold's state decides at run time
+    assert Path(train_line.split(" -- ")[1].split()[0]).is_absolute()
     assert f"-m analysis.tables --results \"$nnUNet_results\" --out {out.resolve() / 'tables'}" in tables
     recorded = json.loads((out / "grid.json").read_text())
     assert recorded["selection"]["trainers"] == [FULL, SWISH]

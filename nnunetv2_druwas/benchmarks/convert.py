@@ -64,28 +64,21 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="druwas_bench_convert_") as tmp:
         tmp = Path(tmp)
-        old_raw = os.environ.get("nnUNet_raw")
-        os.environ["nnUNet_raw"] = str(tmp / "raw")
+        raw = {"nnUNet_raw": str(tmp / "raw")}   # convert-brats writes here, not into the user's folder
         (tmp / "raw").mkdir()
-        try:
-            for year in (2020, 2019):
-                src = tmp / f"src{year}"
-                seconds = _timed(lambda: make_brats_release(src, year, args.cases, args.shape, seed=0,
-                                                            num_processes=1))
-                rows.append(("synth (1 process)", year, seconds))
-                for processes in sorted({1, args.num_processes}):
-                    seconds = _timed(lambda: convert_brats(src, year, overwrite=True, num_processes=processes,
-                                                           progress=False))
-                    rows.append((f"convert-brats, checked ({processes} process{'es' * (processes > 1)})",
-                                 year, seconds))
-                if not args.no_plain:
-                    seconds = _timed(lambda: _plain_conversion(src, year, tmp / f"plain{year}"))
-                    rows.append(("Dataset137-style plain copy (1 process)", year, seconds))
-        finally:
-            if old_raw is None:
-                os.environ.pop("nnUNet_raw", None)
-            else:
-                os.environ["nnUNet_raw"] = old_raw
+        for year in (2020, 2019):
+            src = tmp / f"src{year}"
+            seconds = _timed(lambda: make_brats_release(src, year, args.cases, args.shape, seed=0,
+                                                        num_processes=1))
+            rows.append(("synth (1 process)", year, seconds))
+            for processes in sorted({1, args.num_processes}):
+                seconds = _timed(lambda: convert_brats(src, year, overwrite=True, num_processes=processes,
+                                                       progress=False, environ=raw))
+                rows.append((f"convert-brats, checked ({processes} process{'es' * (processes > 1)})",
+                             year, seconds))
+            if not args.no_plain:
+                seconds = _timed(lambda: _plain_conversion(src, year, tmp / f"plain{year}"))
+                rows.append(("Dataset137-style plain copy (1 process)", year, seconds))
 
     shape = "x".join(map(str, args.shape))
     print(f"{args.cases} synthetic cases of {shape} per layout (2020: .nii sources, 2019: .nii.gz sources), "

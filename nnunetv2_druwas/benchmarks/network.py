@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -111,7 +110,9 @@ def cpu_peak_memory_child(name: str, patch: int, batch: int) -> int:
 
 
 def cpu_peak_memory(name: str, patch: int, batch: int, threads: int) -> int:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(threads))
+    from nnunetv2_druwas.env import child_environment
+
+    env = child_environment({"MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": str(threads)})
     out = subprocess.run([sys.executable, "-m", "nnunetv2_druwas.benchmarks.network", "--child", name,
                           "--patch", str(patch), "--batch", str(batch), "--threads", str(threads)],
                          env=env, capture_output=True, text=True)

@@ -1,22 +1,17 @@
 """Data in and out: BraTS releases to nnU-Net datasets, predictions back to BraTS, synthetic data.
 
 This module holds the few file mechanics the converters share: reading a NIfTI file
-once (bytes kept, so a compressed source is copied without loss), a parallel map
-over cases with a progress bar, collected problems raised as one error, and an
-output folder that appears complete or not at all.
+once (bytes kept, so a compressed source is copied without loss) and collected problems
+raised as one error. Their output folders appear complete or not at all
+(:func:`nnunetv2_druwas.files.staged_folder`); cases run over
+:func:`nnunetv2_druwas.parallel.parallel_map`.
 """
 from __future__ import annotations
 
 import gzip
-import os
-import shutil
-import tempfile
 import zlib
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Sequence
 
 from nnunetv2_druwas.errors import DruwasError
 
@@ -24,9 +19,6 @@ from nnunetv2_druwas.errors import DruwasError
 GZIP_LEVEL = 1
 #: how many problems an error message lists before it says "and N more".
 MAX_REPORTED = 20
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class NiftiFile:
@@ -80,64 +72,3 @@ def raise_problems(problems: Sequence[str], what: str) -> None:
     if len(problems) > MAX_REPORTED:
         lines.append(f"  ... and {len(problems) - MAX_REPORTED} more")
     raise DruwasError(f"{what}: {len(problems)} problem(s), nothing was written\n" + "\n".join(lines))
-
-
-def parallel_map(function: Callable[[T], R], jobs: Sequence[T], num_processes: int = 2,
-                 desc: str = "", progress: bool = True) -> list[R]:
-    """``[function(j) for j in jobs]`` over a process pool, in order, with a tqdm bar.
-
-    Args:
-        function: a module-level function (it is pickled to the workers).
-        jobs: its arguments, one per call.
-        num_processes: worker processes; 0 or 1 runs in this process.
-        desc: label of the progress bar.
-        progress: show the progress bar.
-    """
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit="case")
-    results: list[R] = []
-    with bar:
-        if num_processes <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                results.append(function(job))
-                bar.update()
-            return results
-        with ProcessPoolExecutor(min(num_processes, len(jobs)), mp_context=get_context("spawn")) as pool:
-            for result in pool.map(function, jobs):
-                results.append(result)
-                bar.update()
-    return results
-
-
-@contextmanager
-def staged_folder(target: Path, replace: Sequence[Path] = ()) -> Iterator[Path]:
-    """A temporary folder beside ``target`` that becomes ``target`` only if the block succeeds.
-
-    On success the folders in ``replace`` (e.g. an existing dataset being overwritten)
-    are moved aside, the new folder is renamed into place and the old ones deleted;
-    on any exception the temporary folder is removed and nothing else is touched.
-
-    Args:
-        target: the final folder; its parent must exist.
-        replace: existing folders to remove once the new one is complete.
-    """
-    target = Path(target)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should not be
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    trash = []
-    for old in replace:
-        if old.exists():
-            moved = old.parent / f".{old.name}.replaced-{os.getpid()}"
-            os.replace(old, moved)
-            trash.append(moved)
-    os.replace(staging, target)
-    for moved in trash:
-        shutil.rmtree(moved, ignore_errors=True)

@@ -24,15 +24,44 @@ CHANNEL_NAMES = {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"}
 #: suffixes that name a segmentation: ``_seg``, and ``_Segm`` for the one 2020 case below.
 SEG_SUFFIXES = ("seg", "segm")
 
-#: BraTS labels: 1 necrosis / non-enhancing core, 2 edema, 4 enhancing tumor.
-BRATS_LABELS = (0, 1, 2, 4)
-#: as nnU-Net's own conversion (Dataset137_BraTS21): 2 -> 1, 1 -> 2, 4 -> 3.
-BRATS_TO_NNUNET = {0: 0, 1: 2, 2: 1, 4: 3}
+#: The BraTS label table, the one place that states labels and regions (everything below and the
+#: evaluation's label conventions derive from it). One row per tumor sub-region: its BraTS label,
+#: its nnU-Net label (as nnU-Net's own Dataset137_BraTS21 conversion), its name, and the evaluation
+#: regions it belongs to, listed from the outermost (whole tumor) inwards.
+LABEL_TABLE = (
+    (1, 2, "necrotic and non-enhancing tumor core", ("WT", "TC")),
+    (2, 1, "peritumoral edema", ("WT",)),
+    (4, 3, "enhancing tumor", ("WT", "TC", "ET")),
+)
+#: the BraTS evaluation regions: whole tumor, tumor core, enhancing tumor.
+REGIONS = ("WT", "TC", "ET")
+REGION_NAMES = {"WT": "whole tumor", "TC": "tumor core", "ET": "enhancing tumor"}
+
+#: BraTS labels: 1 necrosis / non-enhancing core, 2 edema, 4 enhancing tumor (0 background).
+BRATS_LABELS = (0, *sorted(brats for brats, *_ in LABEL_TABLE))
+BRATS_TO_NNUNET = {0: 0, **{brats: nnunet for brats, nnunet, *_ in LABEL_TABLE}}
 NNUNET_TO_BRATS = {v: k for k, v in BRATS_TO_NNUNET.items()}
 
-#: region-based training: whole tumor, tumor core, enhancing tumor (nnU-Net labels).
-REGION_LABELS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": 3}
-REGIONS_CLASS_ORDER = [1, 2, 3]
+
+def region_labels(convention: str) -> dict[str, tuple[int, ...]]:
+    """Region (WT/TC/ET) -> the labels it is made of, in the ``brats`` or ``nnunet`` labels.
+
+    Args:
+        convention: ``"brats"`` (the releases: 1, 2, 4) or ``"nnunet"`` (a converted dataset: 1-3).
+    """
+    column = {"brats": 0, "nnunet": 1}[convention]
+    return {region: tuple(sorted(row[column] for row in LABEL_TABLE if region in row[3])) for region in REGIONS}
+
+
+#: the labels of each region per label convention (see :func:`region_labels`).
+LABEL_CONVENTIONS: dict[str, dict[str, tuple[int, ...]]] = {c: region_labels(c) for c in ("nnunet", "brats")}
+#: region-based training: the ``labels`` of a converted dataset.json (nnU-Net labels).
+REGION_LABELS = {"background": 0, **{REGION_NAMES[region]: list(labels) if len(labels) > 1 else labels[0]
+                                     for region, labels in LABEL_CONVENTIONS["nnunet"].items()}}
+#: the label each region's voxels get when nnU-Net turns regions back into labels: the label of
+#: the sub-region whose innermost region it is (edema for WT, necrosis for TC, enhancing for ET).
+REGIONS_CLASS_ORDER = [next(nnunet for _, nnunet, _, regions in LABEL_TABLE if regions[-1] == region)
+                       for region in REGIONS]
 
 DEFAULT_DATASET_IDS = {2020: 500, 2019: 501, 2018: 502}
 REFERENCES = {

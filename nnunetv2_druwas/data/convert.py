@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from nnunetv2_druwas.data import NiftiFile, nifti_gz_bytes, parallel_map, raise_problems, staged_folder
+from nnunetv2_druwas import env
+from nnunetv2_druwas.data import NiftiFile, nifti_gz_bytes, raise_problems
 from nnunetv2_druwas.data.brats import (
     BRATS_LABELS, CHANNEL_NAMES, DEFAULT_DATASET_IDS, MODALITIES, REFERENCES, REGION_LABELS,
     REGIONS_CLASS_ORDER, ReleaseCase, check_year, dataset_name, scan_release,
     to_nnunet_labels,
 )
 from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.files import replaced_together
+from nnunetv2_druwas.parallel import parallel_map
 
 FILE_ENDING = ".nii.gz"
 #: the paper's split: 70 % training, 10 % validation (nnU-Net fold 0), 20 % held-out test.
@@ -40,18 +42,6 @@ PAPER_SPLIT_FILE = "paper_split.json"
 SPLITS = ("paper",)
 #: tolerance for "same affine" across the modalities of a case (mm).
 AFFINE_ATOL = 1e-4
-
-
-def nnunet_folder(variable: str) -> Path:
-    """The folder an nnU-Net environment variable names; a clear error when unset or missing."""
-    value = os.environ.get(variable)
-    if not value:
-        raise DruwasError(f"{variable} is not set; export {variable}=<folder> (see nnU-Net's "
-                          f"documentation on setting up paths)")
-    folder = Path(value)
-    if not folder.is_dir():
-        raise DruwasError(f"{variable}={value} is not an existing folder; create it or fix the variable")
-    return folder
 
 
 def paper_split(cases: Sequence[str], seed: int = 0) -> dict[str, list[str]]:
@@ -174,7 +164,8 @@ def _dataset_json(year: int, num_training: int, src: Path, validation: Path | No
 
 def convert_brats(src: str | Path, year: int, dataset_id: int | None = None, *,
                   validation: str | Path | None = None, split: str | None = None, seed: int = 0,
-                  overwrite: bool = False, num_processes: int = 2, progress: bool = True) -> Path:
+                  overwrite: bool = False, num_processes: int = 2, progress: bool = True,
+                  environ: Mapping[str, str] | None = None) -> Path:
     """Convert a BraTS release to ``$nnUNet_raw/Dataset<ID>_BraTS<year>``.
 
     Args:
@@ -193,6 +184,8 @@ def convert_brats(src: str | Path, year: int, dataset_id: int | None = None, *,
             and an existing ``splits_final.json``.
         num_processes: worker processes reading and writing cases (0/1: this process).
         progress: show a progress bar.
+        environ: the environment holding ``nnUNet_raw`` (and ``nnUNet_preprocessed``); None reads
+            this process's.
 
     Returns:
         The dataset folder.
@@ -207,15 +200,40 @@ def convert_brats(src: str | Path, year: int, dataset_id: int | None = None, *,
     if split not in (None, *SPLITS):
         raise DruwasError(f"unknown split {split!r}; use one of {', '.join(SPLITS)} (or none)")
     src = Path(src)
-    raw = nnunet_folder("nnUNet_raw")
+    raw = env.require("nnUNet_raw", environ)
     name = f"Dataset{dataset_id:03d}_{dataset_name(year)}"
-    target = raw / name
     existing = sorted(p for p in raw.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir())
     if existing and not overwrite:
         raise DruwasError(f"{existing[0]} already exists (dataset ID {dataset_id}); pass --overwrite to "
                           f"replace it, or choose another ID with -d")
-    splits_file = nnunet_folder("nnUNet_preprocessed") / name / "splits_final.json" if split else None
+    splits_file = env.require("nnUNet_preprocessed", environ) / name / "splits_final.json" if split else None
 
+    cases, validation_cases = _scan_sources(src, year, validation)
+    parts = paper_split([c.case for c in cases], seed) if split else None
+    folds = [{"train": parts["train"], "val": parts["val"]}] if parts else None
+    if splits_file is not None and splits_file.exists() and not overwrite \
+            and json.loads(splits_file.read_text()) != folds:
+        raise DruwasError(f"{splits_file} already exists with another split; pass --overwrite to replace it")
+
+    with replaced_together() as group:   # the dataset and its preprocessed splits_final.json, together
+        staging = group.folder(raw / name, replace=existing)
+        _write_dataset(staging, year, src, cases, validation, validation_cases, parts, seed, num_processes, progress)
+        if splits_file is not None:   # nnU-Net 2.8.1's planner copies a raw splits_final.json too
+            (staging / "splits_final.json").write_text(json.dumps(folds, indent=2))
+            splits_file.parent.mkdir(parents=True, exist_ok=True)
+            group.write_text(splits_file, json.dumps(folds, indent=2))
+    if splits_file is None and overwrite:
+        preprocessed = env.value("nnUNet_preprocessed", environ)
+        stale = Path(preprocessed) / name / "splits_final.json" if preprocessed else None
+        if stale is not None and stale.exists():
+            print(f"note: {stale} is from an earlier conversion; delete it if the cases changed",
+                  file=sys.stderr)
+    return raw / name
+
+
+def _scan_sources(src: Path, year: int, validation: str | Path | None) -> tuple[list[ReleaseCase], list[ReleaseCase]]:
+    """The cases of the training release and of the validation release (if any), or one error
+    listing every problem found in both."""
     cases, problems = scan_release(src, year, training=True)
     validation_cases: list[ReleaseCase] = []
     if validation is not None:
@@ -225,51 +243,38 @@ def convert_brats(src: str | Path, year: int, dataset_id: int | None = None, *,
         clashes = sorted({c.case for c in cases} & {c.case for c in validation_cases})
         problems += [f"case {c}: in both {src} and {validation}" for c in clashes]
     raise_problems(problems, f"BraTS {year} release {src}")
+    return cases, validation_cases
 
-    parts = paper_split([c.case for c in cases], seed) if split else None
-    folds = [{"train": parts["train"], "val": parts["val"]}] if parts else None
-    if splits_file is not None and splits_file.exists() and not overwrite \
-            and json.loads(splits_file.read_text()) != folds:
-        raise DruwasError(f"{splits_file} already exists with another split; pass --overwrite to replace it")
 
-    with staged_folder(target, replace=existing) as staging:
-        folders = {"imagesTr": staging / "imagesTr", "labelsTr": staging / "labelsTr"}
-        if validation_cases:
-            folders["imagesTs"] = staging / "imagesTs"
-        if parts:
-            folders["test_images"] = staging / PAPER_TEST_IMAGES
-            folders["test_labels"] = staging / PAPER_TEST_LABELS
-        for folder in folders.values():
-            folder.mkdir()
-        test = set(parts["test"]) if parts else set()
-        jobs = [_CaseJob(c, folders["test_images"], folders["test_labels"]) if c.case in test
-                else _CaseJob(c, folders["imagesTr"], folders["labelsTr"]) for c in cases]
-        jobs += [_CaseJob(c, folders["imagesTs"], None) for c in validation_cases]
-        results = parallel_map(_convert_case, jobs, num_processes, desc=f"convert BraTS {year}",
-                               progress=progress)
-        raise_problems([p for r in results for p in r], f"BraTS {year} release {src}")
+def _write_dataset(staging: Path, year: int, src: Path, cases: list[ReleaseCase], validation: str | Path | None,
+                   validation_cases: list[ReleaseCase], parts: dict[str, list[str]] | None, seed: int,
+                   num_processes: int, progress: bool) -> None:
+    """Convert every case into the (staged) dataset folder and write its dataset.json (and the paper
+    split's case lists); raises, listing every problem, when a case fails its checks."""
+    folders = {"imagesTr": staging / "imagesTr", "labelsTr": staging / "labelsTr"}
+    if validation_cases:
+        folders["imagesTs"] = staging / "imagesTs"
+    if parts:
+        folders["test_images"] = staging / PAPER_TEST_IMAGES
+        folders["test_labels"] = staging / PAPER_TEST_LABELS
+    for folder in folders.values():
+        folder.mkdir()
+    test = set(parts["test"]) if parts else set()
+    jobs = [_CaseJob(c, folders["test_images"], folders["test_labels"]) if c.case in test
+            else _CaseJob(c, folders["imagesTr"], folders["labelsTr"]) for c in cases]
+    jobs += [_CaseJob(c, folders["imagesTs"], None) for c in validation_cases]
+    results = parallel_map(_convert_case, jobs, num_processes, desc=f"convert BraTS {year}", progress=progress)
+    raise_problems([p for r in results for p in r], f"BraTS {year} release {src}")
 
-        split_info = None
-        if parts:
-            split_info = {"seed": seed, **{k: len(v) for k, v in parts.items()},
-                          "test_images": PAPER_TEST_IMAGES, "test_labels": PAPER_TEST_LABELS,
-                          "cases": PAPER_SPLIT_FILE}
-            (staging / PAPER_SPLIT_FILE).write_text(json.dumps({"seed": seed, **parts}, indent=2))
-            # nnU-Net 2.8.1's planner copies a raw splits_final.json into the preprocessed folder
-            (staging / "splits_final.json").write_text(json.dumps(folds, indent=2))
-        num_training = len(cases) - len(test)
-        (staging / "dataset.json").write_text(json.dumps(
-            _dataset_json(year, num_training, src, validation, split_info), indent=2))
-
-    if splits_file is not None:
-        splits_file.parent.mkdir(parents=True, exist_ok=True)
-        splits_file.write_text(json.dumps(folds, indent=2))
-    elif overwrite:
-        stale = Path(os.environ.get("nnUNet_preprocessed", "/nonexistent")) / name / "splits_final.json"
-        if stale.exists():
-            print(f"note: {stale} is from an earlier conversion; delete it if the cases changed",
-                  file=sys.stderr)
-    return target
+    split_info = None
+    if parts:
+        split_info = {"seed": seed, **{k: len(v) for k, v in parts.items()},
+                      "test_images": PAPER_TEST_IMAGES, "test_labels": PAPER_TEST_LABELS,
+                      "cases": PAPER_SPLIT_FILE}
+        (staging / PAPER_SPLIT_FILE).write_text(json.dumps({"seed": seed, **parts}, indent=2))
+    (staging / "dataset.json").write_text(json.dumps(
+        _dataset_json(year, len(cases) - len(test), src, None if validation is None else Path(validation),
+                      split_info), indent=2))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,12 +20,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunetv2_druwas.data import NiftiFile, nifti_gz_bytes, parallel_map, raise_problems, staged_folder
+from nnunetv2_druwas.data import NiftiFile, nifti_gz_bytes, raise_problems
 from nnunetv2_druwas.data.brats import (
     CASE_PREFIXES, DEFAULT_DATASET_IDS, REGION_LABELS, REGIONS_CLASS_ORDER, check_year,
     portal_file_name, to_brats_labels,
 )
 from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.files import staged_folder
+from nnunetv2_druwas.parallel import parallel_map
 
 #: files nnU-Net writes into a prediction folder besides the segmentations.
 PREDICTION_SIDECARS = ("dataset.json", "plans.json", "predict_from_raw_data_args.json", "summary.json")

@@ -25,11 +25,13 @@ from typing import Sequence
 
 import numpy as np
 
-from nnunetv2_druwas.data import nifti_gz_bytes, parallel_map, staged_folder
+from nnunetv2_druwas.data import nifti_gz_bytes
 from nnunetv2_druwas.data.brats import (
     CASE_NAMES, GRADE_FOLDERS, MODALITIES, NAME_MAPPING_2020, QUIRK_2020_CASE, QUIRK_2020_SEG, check_year,
 )
 from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.files import staged_folder
+from nnunetv2_druwas.parallel import parallel_map
 
 DEFAULT_SHAPE = (64, 64, 48)
 DEFAULT_CASES = 10
@@ -138,6 +140,29 @@ def synthesize_case(shape: Sequence[int] = DEFAULT_SHAPE, seed: int = 0, index: 
     shape = _check_shape(shape)
     rng = np.random.default_rng([int(seed), int(index)])
     low_grade = bool(rng.random() < lgg_fraction)
+    anatomy = _brain(rng, shape)
+    _add_tumor(rng, anatomy, low_grade)
+    images = _render(rng, anatomy, shape)
+    seg = np.zeros(shape, np.uint8)
+    seg[anatomy.box] = TISSUE_TO_BRATS[anatomy.tissue]
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    affine[1, 3] = shape[1] - 1  # as in the BraTS releases: LPS-like axes, 1 mm voxels
+    return SyntheticCase(images, seg, affine, low_grade)
+
+
+@dataclass
+class _Anatomy:
+    """The tissue codes inside the brain's bounding box ``box`` of the volume, and its geometry."""
+    box: tuple[slice, ...]        # the brain's bounding box in the volume; outside it everything is 0
+    axes: list[np.ndarray]        # voxel coordinates (mm from the volume centre) along each axis of the box
+    brain_axes: np.ndarray        # semi-axes of the brain ellipsoid (mm)
+    tissue: np.ndarray            # tissue code per voxel of the box
+    brain: np.ndarray             # inside the brain, per voxel of the box
+
+
+def _brain(rng: np.random.Generator, shape: tuple[int, int, int]) -> _Anatomy:
+    """A wobbly ellipsoidal brain filling most of the volume: CSF rim, grey matter shell, white
+    matter, two lateral ventricles."""
     brain_axes = np.array(shape) * 0.5 * np.array([0.80, 0.84, 0.86]) * rng.uniform(0.9, 1.0, 3)
     # everything happens inside the brain's bounding box (with room for the wobble); outside is 0
     wobble, waves = 0.04, 4
@@ -147,7 +172,6 @@ def synthesize_case(shape: Sequence[int] = DEFAULT_SHAPE, seed: int = 0, index: 
     axes = [np.arange(s.start, s.stop, dtype=np.float64) - (n - 1) / 2 for s, n in zip(box, shape)]
     inner = tuple(s.stop - s.start for s in box)
 
-    # brain: a wobbly ellipsoid filling most of the volume
     r = _ellipsoid_radius(axes, np.zeros(3), brain_axes)
     field = _smooth_field(rng, axes, 1.5 / brain_axes.min(), waves)
     field *= wobble
@@ -166,8 +190,13 @@ def synthesize_case(shape: Sequence[int] = DEFAULT_SHAPE, seed: int = 0, index: 
         center = np.array([side * 0.18, 0.05, 0.05]) * brain_axes
         ventricle = _ellipsoid_radius(axes, center, brain_axes * np.array([0.10, 0.35, 0.22]))
         tissue[ventricle < 1] = CSF
+    return _Anatomy(box, axes, brain_axes, tissue, brain)
 
-    # tumor: edema around a core; the core is an enhancing rim around necrosis unless low-grade
+
+def _add_tumor(rng: np.random.Generator, anatomy: _Anatomy, low_grade: bool) -> None:
+    """Edema around a core inside the brain; the core is an enhancing rim around necrosis, or
+    non-enhancing when ``low_grade``."""
+    axes, brain_axes, tissue = anatomy.axes, anatomy.brain_axes, anatomy.tissue
     size = rng.uniform(0.25, 0.5) * brain_axes.min()
     direction = rng.normal(size=3)
     center = direction / np.linalg.norm(direction) * rng.uniform(0, 0.55) * brain_axes
@@ -176,7 +205,7 @@ def synthesize_case(shape: Sequence[int] = DEFAULT_SHAPE, seed: int = 0, index: 
     field *= 0.15
     field += 1
     d *= field
-    d[~brain] = np.inf
+    d[~anatomy.brain] = np.inf
     core_fraction = rng.uniform(0.45, 0.7) if not low_grade else rng.uniform(0.35, 0.6)
     tissue[d < 1] = EDEMA
     if low_grade:
@@ -185,27 +214,26 @@ def synthesize_case(shape: Sequence[int] = DEFAULT_SHAPE, seed: int = 0, index: 
         tissue[d < core_fraction] = ENHANCING
         tissue[d < core_fraction * rng.uniform(0.4, 0.7)] = NECROSIS
 
+
+def _render(rng: np.random.Generator, anatomy: _Anatomy, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """The four modalities (int16): each tissue's contrast times a smooth bias field, plus noise."""
     contrast = CONTRAST * rng.uniform(0.92, 1.08, CONTRAST.shape).astype(np.float32)
     images = {}
     for m, modality in enumerate(MODALITIES):
         gain = np.float32(rng.uniform(400, 1200))
-        value = _smooth_field(rng, axes, 0.6 / brain_axes.min(), waves=3)  # log bias field
+        value = _smooth_field(rng, anatomy.axes, 0.6 / anatomy.brain_axes.min(), waves=3)  # log bias field
         value *= BIAS
         np.exp(value, out=value)
-        value *= contrast[:, m][tissue]
-        noise = rng.standard_normal(inner, dtype=np.float32)
+        value *= contrast[:, m][anatomy.tissue]
+        noise = rng.standard_normal(anatomy.tissue.shape, dtype=np.float32)
         noise *= NOISE
-        noise *= brain
+        noise *= anatomy.brain
         value += noise
         np.clip(value, 0, None, out=value)
         value *= gain
         images[modality] = np.zeros(shape, np.int16)
-        images[modality][box] = np.rint(value, out=value)
-    seg = np.zeros(shape, np.uint8)
-    seg[box] = TISSUE_TO_BRATS[tissue]
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
-    affine[1, 3] = shape[1] - 1  # as in the BraTS releases: LPS-like axes, 1 mm voxels
-    return SyntheticCase(images, seg, affine, low_grade)
+        images[modality][anatomy.box] = np.rint(value, out=value)
+    return images
 
 
 @dataclass

@@ -15,26 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from nnunetv2_druwas.data.brats import NIFTI_ENDINGS, REGION_NAMES, REGIONS
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.evaluation.metrics import (BRATS_EMPTY_HD95, HD95_DEFINITIONS, LABEL_CONVENTIONS,
                                                 bounding_box, region_metrics)
+from nnunetv2_druwas.files import replaced_together
+from nnunetv2_druwas.parallel import parallel_map
 
-NIFTI_ENDINGS = (".nii.gz", ".nii")
 SPACING_TOLERANCE = 1e-4
-# dataset.json region names (lower case, "_" or " ") -> our region names
-REGION_NAMES = {"whole tumor": "WT", "wt": "WT", "tumor core": "TC", "tc": "TC",
-                "enhancing tumor": "ET", "et": "ET"}
+# dataset.json region names (lower case, "_" or " ": "whole tumor", "wt", ...) -> WT / TC / ET
+DATASET_REGION_NAMES = {**{name: key for key, name in REGION_NAMES.items()}, **{key.lower(): key for key in REGIONS}}
 SUMMARY_METRICS = ("dice", "hd95")
+#: A spawned worker costs about as much to start as scoring several full-size cases (see the
+#: benchmark), so small folders such as one fold's validation cases are scored in this process.
+MIN_CASES_PER_WORKER = 8
 
 if TYPE_CHECKING:  # pandas is imported where it is used, so worker processes start faster
     import pandas as pd
@@ -93,13 +93,13 @@ def regions_from_dataset_json(path: Path) -> dict[str, tuple[int, ...]]:
         raise DruwasError(f"{path} is not region-based (no regions_class_order); pass --labels brats or nnunet")
     regions = {}
     for name, value in spec.get("labels", {}).items():
-        key = REGION_NAMES.get(name.lower().replace("_", " "))
+        key = DATASET_REGION_NAMES.get(name.lower().replace("_", " "))
         if key is not None:
             regions[key] = tuple(sorted(int(v) for v in np.atleast_1d(value)))
-    if set(regions) != {"WT", "TC", "ET"}:
+    if set(regions) != set(REGIONS):
         raise DruwasError(f"{path} does not name the regions whole tumor, tumor core and enhancing tumor "
                           f"(found labels {list(spec.get('labels', {}))}); pass --labels brats or nnunet")
-    return {name: regions[name] for name in ("WT", "TC", "ET")}
+    return {name: regions[name] for name in REGIONS}
 
 
 def resolve_regions(labels: str | None, dataset_json: str | Path | None, pred_dir: Path,
@@ -194,14 +194,16 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
             or an ``nnUNetv2_predict`` output); non-NIfTI files in it are ignored.
         gt_dir: folder of ground-truth label maps (e.g. ``$nnUNet_preprocessed/DatasetXXX/gt_segmentations``).
         output_csv: where to write the per-case table; a summary goes to
-            ``<stem>_summary.csv`` beside it. Both are written atomically. None: write nothing.
+            ``<stem>_summary.csv`` beside it. Both are replaced together
+            (:func:`nnunetv2_druwas.files.replaced_together`). None: write nothing.
         labels: ``"nnunet"`` (1 edema, 2 necrosis, 3 enhancing), ``"brats"`` (1, 2, 4) or
             None to take the regions from a region-based dataset.json (see :func:`resolve_regions`).
         dataset_json: the dataset.json to read when ``labels`` is None.
         hd95: ``"brats"`` (medpy's pooled 95th percentile, the BraTS 2018-2020 evaluation)
             or ``"max_directed"`` (the larger directed 95th percentile: the paper's Eq. 2, MONAI).
         empty_hd95: HD95 when exactly one mask is empty or the prediction is missing (mm).
-        num_processes: worker processes over cases; 1 runs in this process.
+        num_processes: worker processes over cases (:func:`nnunetv2_druwas.parallel.parallel_map`,
+            at least :data:`MIN_CASES_PER_WORKER` cases each); 1 runs in this process.
         progress: show a tqdm progress bar and print the summary table.
         cases: score only these case ids (e.g. a fold's validation cases when ``gt_dir``
             holds the whole training set); each must have a ground truth. None: every
@@ -222,6 +224,41 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
     if hd95 not in HD95_DEFINITIONS:
         raise DruwasError(f"unknown HD95 definition {hd95!r}; choose one of {HD95_DEFINITIONS}")
     regions = resolve_regions(labels, dataset_json, pred_dir, gt_dir)
+    pairs, extra = match_cases(pred_dir, gt_dir, cases)
+    jobs = [(case, pred, gt, regions, hd95, empty_hd95) for case, (pred, gt) in pairs.items()]
+    scored = parallel_map(_evaluate_job, jobs, num_processes, desc="evaluate", progress=progress,
+                          min_jobs_per_worker=MIN_CASES_PER_WORKER)
+    df = pd.DataFrame([row for case_rows in scored for row in case_rows],
+                      columns=["case", "region", "dice", "hd95", "sensitivity", "specificity",
+                               "n_pred", "n_ref", "n_tp", "missing", "hd95_definition"])
+    df["region"] = pd.Categorical(df["region"], categories=list(regions), ordered=True)
+    df = df.sort_values(["case", "region"], ignore_index=True)
+    df["region"] = df["region"].astype(str)
+    df.attrs["extra_predictions"] = extra
+    summary = summarize(df)
+    if output_csv is not None:
+        output_csv = Path(output_csv)
+        output_csv.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_together() as group:
+            df.to_csv(group.path(output_csv), index=False)
+            summary.to_csv(group.path(summary_path(output_csv)), index=False)
+    if progress:
+        print(f"{df['case'].nunique()} cases, HD95 definition {hd95!r}, "
+              f"{int(df.groupby('case')['missing'].any().sum())} missing prediction(s)")
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return df
+
+
+def match_cases(pred_dir: Path, gt_dir: Path, cases: Sequence[str] | None = None
+                ) -> tuple[dict[str, tuple[Path | None, Path]], list[str]]:
+    """The cases to score, each with its prediction (None when missing) and ground truth, and the
+    predictions without ground truth (warned about on stderr, not scored).
+
+    Args:
+        pred_dir: the prediction folder.
+        gt_dir: the ground-truth folder.
+        cases: only these case ids (each must have a ground truth); None: every ground-truth case.
+    """
     gt_cases, pred_cases = find_cases(gt_dir), find_cases(pred_dir)
     if not gt_cases:
         raise DruwasError(f"no .nii.gz or .nii ground-truth files in {gt_dir}")
@@ -236,23 +273,11 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
     if extra:
         print(f"warning: {len(extra)} prediction(s) in {pred_dir} have no ground truth and are not scored: "
               f"{', '.join(extra)}", file=sys.stderr)
-    jobs = [(case, pred_cases.get(case), gt_cases[case], regions, hd95, empty_hd95) for case in gt_cases]
-    rows = [row for case_rows in _run_jobs(jobs, num_processes, progress) for row in case_rows]
-    df = pd.DataFrame(rows, columns=["case", "region", "dice", "hd95", "sensitivity", "specificity",
-                                     "n_pred", "n_ref", "n_tp", "missing", "hd95_definition"])
-    df["region"] = pd.Categorical(df["region"], categories=list(regions), ordered=True)
-    df = df.sort_values(["case", "region"], ignore_index=True)
-    df["region"] = df["region"].astype(str)
-    df.attrs["extra_predictions"] = extra
-    summary = summarize(df)
-    if output_csv is not None:
-        output_csv = Path(output_csv)
-        _write_csvs_atomically({output_csv: df, summary_path(output_csv): summary})
-    if progress:
-        print(f"{df['case'].nunique()} cases, HD95 definition {hd95!r}, "
-              f"{int(df.groupby('case')['missing'].any().sum())} missing prediction(s)")
-        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    return df
+    return {case: (pred_cases.get(case), gt) for case, gt in gt_cases.items()}, extra
+
+
+def _evaluate_job(job: tuple) -> list[dict]:
+    return evaluate_case(*job)
 
 
 def summary_path(output_csv: Path) -> Path:
@@ -272,51 +297,6 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                                    q25=lambda v: v.quantile(0.25), q75=lambda v: v.quantile(0.75))
     summary["n_missing"] = grouped["missing"].sum().astype(int)
     return summary.reset_index()
-
-
-MIN_CASES_PER_WORKER = 8
-
-
-def _run_jobs(jobs: list[tuple], num_processes: int, progress: bool) -> Iterator[list[dict]]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), desc="evaluate", unit="case", disable=not progress)
-    # A spawned worker costs about as much to start as scoring several full-size cases (see the
-    # benchmark), so small folders such as one fold's validation cases are scored in this process.
-    num_processes = min(num_processes, len(jobs) // MIN_CASES_PER_WORKER)
-    if num_processes <= 1:
-        for job in jobs:
-            yield evaluate_case(*job)
-            bar.update()
-    else:
-        # spawn, not fork: the caller may be a trainer with torch threads running
-        with ProcessPoolExecutor(num_processes, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(evaluate_case, *job) for job in jobs]
-            try:
-                for future in futures:
-                    yield future.result()
-                    bar.update()
-            finally:
-                for future in futures:
-                    future.cancel()
-    bar.close()
-
-
-def _write_csvs_atomically(tables: dict[Path, pd.DataFrame]) -> None:
-    """Write every table to a temporary file beside its target, then rename them all into place."""
-    temporary = {}
-    try:
-        for path, table in tables.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            os.close(handle)
-            temporary[path] = Path(name)
-            table.to_csv(name, index=False)
-        for path, name in temporary.items():
-            os.replace(name, path)
-    finally:
-        for name in temporary.values():
-            name.unlink(missing_ok=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,13 +30,10 @@ import numpy as np
 from scipy.ndimage import binary_erosion, generate_binary_structure
 from scipy.spatial import cKDTree
 
-# Region name -> the labels it is made of, per label convention.
-# "nnunet": labels of a region-based nnU-Net BraTS dataset (1 edema, 2 necrosis, 3 enhancing);
-# "brats": the labels of the BraTS releases (1 necrosis, 2 edema, 4 enhancing).
-LABEL_CONVENTIONS: dict[str, dict[str, tuple[int, ...]]] = {
-    "nnunet": {"WT": (1, 2, 3), "TC": (2, 3), "ET": (3,)},
-    "brats": {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)},
-}
+# Region name -> its labels per label convention ("nnunet": a converted dataset, 1 edema, 2 necrosis,
+# 3 enhancing; "brats": the releases, 1 necrosis, 2 edema, 4 enhancing), from the BraTS label table.
+from nnunetv2_druwas.data.brats import LABEL_CONVENTIONS
+
 HD95_DEFINITIONS = ("brats", "max_directed")
 # The diagonal of a 240 x 240 x 155 volume at 1 mm: BraTS' HD95 when exactly one mask is empty.
 BRATS_EMPTY_HD95 = 373.13
