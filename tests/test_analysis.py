@@ -48,10 +48,11 @@ MISSING = ("Dataset500_BraTS2020", "nnUNetTrainerDRUwAS_Res", 1, "Dataset500_Bra
 # an empty-mask failure (empty prediction of a non-empty reference: Dice 0, HD95 373.13) and a NaN HD95
 FAILURE = ("Dataset500_BraTS2020", "nnUNetTrainerDRUwAS_SA", 0, "Dataset500_BraTS2020_02", "ET")
 NAN_HD95 = ("Dataset500_BraTS2020", "nnUNetTrainerDRUwAS_AG", 1, "Dataset500_BraTS2020_13", "WT")
-# training logs: (trainer, fold) -> (checkpoint file, epochs); Swish fold 1 is still training
+# training logs: (trainer, fold) -> (checkpoint file, epochs); every fold has metrics, so every fold is done
+# (a checkpoint_latest.pth without checkpoint_final.pth would make it a fold in training: folds.fold_state)
 RELU, SWISH = "nnUNetTrainerDRUwAS", "nnUNetTrainerDRUwASSwish"
 CHECKPOINTS = {(RELU, 0): ("checkpoint_final.pth", 6), (RELU, 1): ("checkpoint_final.pth", 6),
-               (SWISH, 0): ("checkpoint_final.pth", 4), (SWISH, 1): ("checkpoint_latest.pth", 2)}
+               (SWISH, 0): ("checkpoint_final.pth", 4), (SWISH, 1): ("checkpoint_final.pth", 2)}
 
 
 def _truth() -> pd.DataFrame:
