@@ -78,3 +78,55 @@ def variant_by_key(key: str) -> Variant:
 def lookup_trainer(name: str) -> tuple[Variant, str] | None:
     """(variant, recipe) of a DRUwAS trainer name, or None for any other trainer."""
     return all_trainers().get(name)
+
+
+# --- repeats and nnU-Net's own trainers -----------------------------------------------------
+
+#: Repeat k >= 1 of a trainer is the trainer named ``<trainer>_repeat<k>`` (its own nnU-Net folder
+#: ``<trainer>_repeat<k>__<plans>__<configuration>``, so ``nnUNetv2_predict -tr`` finds it); the plain
+#: name is repeat 0.
+REPEAT_SUFFIX = "_repeat"
+
+#: Labels of nnU-Net's own trainers in the tables, by (trainer, plans); any other non-DRUwAS run is
+#: labelled by its trainer and plans (:func:`reference_label`).
+NNUNET_REFERENCE_LABELS = {
+    ("nnUNetTrainer", "nnUNetPlans"): "nnU-Net (default)",
+    ("nnUNetTrainer", "nnUNetResEncUNetMPlans"): "nnU-Net ResEnc M",
+    ("nnUNetTrainer", "nnUNetResEncUNetLPlans"): "nnU-Net ResEnc L",
+    ("nnUNetTrainer", "nnUNetResEncUNetXLPlans"): "nnU-Net ResEnc XL",
+}
+
+
+def repeat_trainer_name(trainer: str, repeat: int) -> str:
+    """The trainer name of repeat ``repeat`` of ``trainer`` (repeat 0 is ``trainer`` itself).
+
+    Args:
+        trainer: a trainer class name without a repeat suffix.
+        repeat: 0, 1, 2, ...
+    """
+    if repeat < 0:
+        raise ValueError(f"repeat must be >= 0, got {repeat}")
+    return trainer if repeat == 0 else f"{trainer}{REPEAT_SUFFIX}{repeat}"
+
+
+def split_repeat(trainer: str) -> tuple[str, int]:
+    """``("nnUNetTrainerDRUwAS", 2)`` for ``nnUNetTrainerDRUwAS_repeat2``; ``(trainer, 0)`` for a plain name.
+
+    Args:
+        trainer: a trainer class name, with or without a repeat suffix.
+    """
+    base, sep, number = trainer.rpartition(REPEAT_SUFFIX)
+    if sep and base and number.isdigit() and not number.startswith("0"):
+        return base, int(number)
+    return trainer, 0
+
+
+def reference_label(trainer: str, plans: str) -> str:
+    """How a run of a trainer that is not a DRUwAS variant is named in the tables.
+
+    Args:
+        trainer: the trainer class name (a repeat suffix is ignored).
+        plans: the plans identifier of the run.
+    """
+    base, _ = split_repeat(trainer)
+    return NNUNET_REFERENCE_LABELS.get((base, plans), f"{base} ({plans})")
