@@ -18,6 +18,8 @@ COMMANDS = [
     ("convert-brats", "nnunetv2_druwas.data.convert", "convert a BraTS 2018/2019/2020 release to nnU-Net"),
     ("export-brats", "nnunetv2_druwas.data.export", "turn nnU-Net predictions back into BraTS labels"),
     ("evaluate", "nnunetv2_druwas.evaluation.evaluate", "BraTS-convention Dice and HD95 per case and region"),
+    ("evaluate-results", "nnunetv2_druwas.evaluation.results",
+     "score every trained fold of a results tree that lacks its metrics (nnU-Net's own trainers too)"),
     ("env", "nnunetv2_druwas.env", "print the environment nnU-Net needs to find the DRUwAS trainers"),
     ("trainers", "nnunetv2_druwas.listing", "list every DRUwAS trainer and what it trains"),
     ("tables", "analysis.tables", "the paper's Tables 1-4, statistics and plots from a results folder"),

@@ -300,15 +300,13 @@ class DRUwASTrainerBase(nnUNetTrainer):
         later success) and the command fails: a user-facing problem (e.g. a dataset whose regions are
         not WT/TC/ET) ends it with the message and status 1, anything else is raised as it is.
         """
-        from nnunetv2_druwas.evaluation.evaluate import evaluate_folder
+        from nnunetv2_druwas.evaluation.results import score_fold
 
         folder = Path(self.output_folder)
-        _, validation_cases = self.do_split()
+        _, cases = self.do_split()   # nnU-Net's own split (also for folds beyond splits_final.json)
         try:
-            evaluate_folder(folder / "validation", Path(self.preprocessed_dataset_folder_base, "gt_segmentations"),
-                            folder / METRICS_FILE,
-                            dataset_json=Path(self.preprocessed_dataset_folder_base, "dataset.json"),
-                            num_processes=default_num_processes, progress=False, cases=list(validation_cases))
+            score_fold(folder, preprocessed=Path(self.preprocessed_dataset_folder_base).parent, cases=cases,
+                       num_processes=default_num_processes, overwrite=True)
         except Exception as e:
             message = str(e) if isinstance(e, DruwasError) else f"{type(e).__name__}: {e}"
             files.write_text(folder / EVALUATION_ERROR_FILE, message + "\n")

@@ -186,7 +186,7 @@ def _check_labels(case: str, what: str, path: Path, seg: np.ndarray, regions: di
 def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | Path | None = None, *,
                     labels: str | None = None, dataset_json: str | Path | None = None, hd95: str = "brats",
                     empty_hd95: float = BRATS_EMPTY_HD95, num_processes: int = 2, progress: bool = True,
-                    cases: Sequence[str] | None = None) -> pd.DataFrame:
+                    cases: Sequence[str] | None = None, protocol: str | None = None) -> pd.DataFrame:
     """Score every ground-truth case of ``gt_dir`` against its prediction in ``pred_dir``.
 
     Args:
@@ -208,6 +208,8 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
         cases: score only these case ids (e.g. a fold's validation cases when ``gt_dir``
             holds the whole training set); each must have a ground truth. None: every
             ground-truth case in ``gt_dir``.
+        protocol: an evaluation protocol (:data:`nnunetv2_druwas.evaluation.protocols.PROTOCOLS`);
+            ``brats`` and ``eq2`` set ``hd95`` (``brats`` / ``max_directed``). None: ``hd95`` decides.
 
     Returns:
         One row per case x region (WT, TC, ET) with columns case, region, dice, hd95,
@@ -217,6 +219,8 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
     """
     import pandas as pd
 
+    if protocol is not None:
+        hd95 = _protocol_hd95(protocol)
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for name, folder in (("prediction", pred_dir), ("ground-truth", gt_dir)):
         if not folder.is_dir():
@@ -247,6 +251,15 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
               f"{int(df.groupby('case')['missing'].any().sum())} missing prediction(s)")
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return df
+
+
+def _protocol_hd95(protocol: str) -> str:
+    from nnunetv2_druwas.evaluation.protocols import check_protocol
+
+    definitions = {"brats": "brats", "eq2": "max_directed"}
+    if check_protocol(protocol) not in definitions:
+        raise DruwasError(f"the {protocol} protocol is not wired into evaluate_folder yet")
+    return definitions[protocol]
 
 
 def match_cases(pred_dir: Path, gt_dir: Path, cases: Sequence[str] | None = None
