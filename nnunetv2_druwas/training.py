@@ -37,7 +37,9 @@ drops the segmentation head. What was loaded is written to ``fold_<N>/continuati
 Short runs without code changes: ``DRUWAS_EPOCHS`` (epochs), ``DRUWAS_ITERS`` (training
 iterations per epoch; validation iterations scale with it, at least 1) and ``DRUWAS_LR`` (initial
 learning rate, for compressed demo runs) override every DRUwAS trainer. Nothing that changes the network is read from the environment, because
-``nnUNetv2_predict`` must rebuild the same network from the trainer name alone.
+``nnUNetv2_predict`` must rebuild the same network from the trainer name alone. ``DRUWAS_CHECKPOINTING=1``
+turns on activation checkpointing for training (``DRUwASUNet.checkpointing``: less memory, about one
+more forward pass of time; no weight and no output changes, so prediction is unaffected).
 
 After the final validation, every fold gets ``brats_metrics.csv`` (and its ``_summary.csv``):
 BraTS-convention Dice and HD95 of ``fold_<N>/validation`` against
@@ -73,6 +75,7 @@ EPOCHS_VARIABLE = "DRUWAS_EPOCHS"
 ITERS_VARIABLE = "DRUWAS_ITERS"
 LR_VARIABLE = "DRUWAS_LR"  # initial learning rate, for runs compressed far below the recipe's length
 INIT_CHECKPOINT_VARIABLE = "DRUWAS_INIT_CHECKPOINT"
+CHECKPOINTING_VARIABLE = "DRUWAS_CHECKPOINTING"  # 1: activation checkpointing while training
 
 CONTINUATION_RECORD = "continuation.json"   # in fold_N/: what a continuation run started from
 BRATS_METRICS_FILE = "brats_metrics.csv"     # in fold_N/: evaluation of the final validation
@@ -182,7 +185,8 @@ class DRUwASTrainerBase(nnUNetTrainer):
         self._resumed_from_own_checkpoint = False
 
     def _apply_environment_overrides(self) -> None:
-        """``DRUWAS_EPOCHS`` / ``DRUWAS_ITERS`` / ``DRUWAS_LR``: shorter runs without code changes."""
+        """``DRUWAS_EPOCHS`` / ``DRUWAS_ITERS`` / ``DRUWAS_LR``: shorter runs without code changes;
+        ``DRUWAS_CHECKPOINTING``: activation checkpointing (applied in :meth:`initialize`)."""
         epochs = positive_number_from_environment(EPOCHS_VARIABLE)
         if epochs is not None:
             self.print_to_log_file(f"{EPOCHS_VARIABLE}={epochs}: {epochs} epochs instead of {self.num_epochs}")
@@ -198,6 +202,13 @@ class DRUwASTrainerBase(nnUNetTrainer):
         if lr is not None:
             self.print_to_log_file(f"{LR_VARIABLE}={lr}: initial learning rate {lr} instead of {self.initial_lr}")
             self.initial_lr = lr
+        self.activation_checkpointing = positive_number_from_environment(CHECKPOINTING_VARIABLE) is not None
+
+    def initialize(self) -> None:
+        super().initialize()
+        if self.activation_checkpointing:  # before the first forward pass, so torch.compile traces it once
+            self.bare_network().checkpointing = True
+            self.print_to_log_file(f"{CHECKPOINTING_VARIABLE}: activation checkpointing of every network stage")
 
     # --- network ----------------------------------------------------------------------
 
