@@ -294,6 +294,8 @@ def step_columns(models: list[Model], device: str, patch: int, batch: int, repea
     import torch
 
     cuda = device == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # as nnUNetv2_train sets it
     torch.manual_seed(0)
     x = torch.randn(batch, network_input_channels(models[0]), patch, patch, patch, device=device)
     settings = [(m.name, False) for m in models] + [(m.name, True) for m in models if m.variant is not None]
