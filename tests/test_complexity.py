@@ -18,12 +18,7 @@ from nnunetv2_druwas.variants import VARIANTS, variant_by_key
 IN_CHANNELS, NUM_CLASSES = 4, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_net(variant_kwargs: dict, checkpointing: bool = False) -> DRUwASUNet:

@@ -14,6 +14,8 @@
 #   predict        nnUNetv2_predict -device cuda of one full-size case with the trained fold
 # Everything goes to OUT_DIR (default gpu_check_<date>): one log per step, summary.tsv (status,
 # seconds, the GPU's peak memory.used from nvidia-smi during the step), gpu_check.log (all output).
+# The terminal shows each step's outcome (and the end of its log if it failed), the training logs'
+# epoch lines, the complexity tables and the summary.
 # The exit status is 0 only if every step succeeded.
 #
 # Knobs (environment): DEVICE (cuda), CASES (5), SHAPE ("240 240 155"), EPOCHS (2), ITERS (50),
@@ -80,7 +82,7 @@ step() {
     [ "$status" = ok ] || FAILED=$((FAILED + 1))
     if [ -s "$memory" ]; then peak=$(awk -F, 'NR == 1 || $1 + 0 > max { max = $1 + 0 } END { print max }' "$memory"); fi
     printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$seconds" "$peak" "$log" >> "$SUMMARY"
-    tail -n 30 "$log" | tee -a "$LOG" > /dev/null
+    if [ "$status" = ok ]; then tail -n 30 "$log" >> "$LOG"; else tail -n 30 "$log" | tee -a "$LOG"; fi
     say "--- $name: $status, ${seconds}s${peak:+, GPU memory.used peak ${peak} MiB}"
 }
 
@@ -121,10 +123,10 @@ step predict 180 nnUNetv2_predict -i "$OUT/predict_in" -o "$OUT/predict_out" -d 
 for log in "$nnUNet_results"/*/*/fold_0/training_log_*.txt "$OUT/nnunet/results_compile"/*/*/fold_0/training_log_*.txt; do
     [ -e "$log" ] || continue
     say "--- $log"
-    grep -E "Epoch time|Pseudo dice|batch size|checkpointing|torch.compile|Epoch [0-9]+$" "$log" | tee -a "$LOG" > /dev/null || true
+    grep -E "Epoch time|Pseudo dice|batch size|checkpointing|torch.compile|Epoch [0-9]+ *$" "$log" | tee -a "$LOG" || true
 done
 for table in "$OUT"/complexity_b*/complexity.md; do
-    if [ -e "$table" ]; then say "--- $table"; tee -a "$LOG" < "$table" > /dev/null; fi
+    if [ -e "$table" ]; then say "--- $table"; tee -a "$LOG" < "$table"; fi
 done
 say "=== summary ($SUMMARY)"
 { column -t -s $'\t' "$SUMMARY" 2>/dev/null || cat "$SUMMARY"; } | tee -a "$LOG"
