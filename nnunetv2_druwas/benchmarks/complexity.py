@@ -54,9 +54,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from nnunetv2_druwas.errors import DruwasError
+
+if TYPE_CHECKING:
+    from nnunetv2_druwas.variants import Variant
 
 NNUNET_MODELS = {"nnunet_default": "ExperimentPlanner", "nnunet_resenc_m": "nnUNetPlannerResEncM"}
 REFERENCE = "nnunet_default"          # timing ratios are to this model
@@ -83,7 +86,11 @@ class Model:
     name: str
     plans: dict                    # the whole nnU-Net plans dict it is built from
     dataset_json: dict
-    variant: object = None         # the nnunetv2_druwas.variants.Variant of a DRUwAS row
+    variant: Variant | None = None   # the variant of a DRUwAS row, None for nnU-Net's networks
+
+    @property
+    def input_channels(self) -> int:
+        return len(self.dataset_json["channel_names"])
 
     @property
     def architecture(self) -> dict:
@@ -100,7 +107,7 @@ class Model:
         from nnunetv2_druwas.network import druwas_from_plans
 
         arch = self.architecture
-        n_in, n_out = len(self.dataset_json["channel_names"]), len(self.dataset_json["labels"]) - 1
+        n_in, n_out = self.input_channels, len(self.dataset_json["labels"]) - 1  # regions: labels but background
         if self.variant is not None:
             return druwas_from_plans(arch["arch_kwargs"], arch["_kw_requires_import"], n_in, n_out,
                                      deep_supervision, **self.variant.network_kwargs)
@@ -165,7 +172,11 @@ def brats_plans() -> tuple[dict[str, dict], dict]:
         plans = {}
         for planner in NNUNET_MODELS.values():
             command = ["nnUNetv2_plan_experiment", "-d", str(DATASET_ID), "-pl", planner]
-            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            try:
+                done = subprocess.run(command, env=env, capture_output=True, text=True)
+            except FileNotFoundError:
+                raise DruwasError(f"{command[0]} is not on PATH: run this in the Python environment where "
+                                  f"nnunetv2 is installed") from None
             written = sorted((tmp / "nnUNet_preprocessed" / DATASET_NAME).glob("*Plans.json"))
             known = {json.loads(p.read_text())["experiment_planner_used"]: p for p in written}
             if done.returncode or planner not in known:
@@ -244,8 +255,8 @@ def counted_columns(model: Model) -> dict:
 
     with torch.device("meta"):
         network = model.build(deep_supervision=True).train()
-        one = torch.empty(1, network_input_channels(model), *[COUNT_PATCH] * 3)
-        two = torch.empty(COUNT_BATCH, network_input_channels(model), *[COUNT_PATCH] * 3)
+        one = torch.empty(1, model.input_channels, *[COUNT_PATCH] * 3)
+        two = torch.empty(COUNT_BATCH, model.input_channels, *[COUNT_PATCH] * 3)
         network.decoder.deep_supervision = False
         flops = forward_flops(network, one)
         network.decoder.deep_supervision = True
@@ -258,10 +269,6 @@ def counted_columns(model: Model) -> dict:
     return {"parameters": sum(p.numel() for p in network.parameters()), "gflops_forward_128": flops / 1e9,
             "saved_for_backward_mib_128_b2": saved / MIB,
             "saved_for_backward_mib_128_b2_checkpointing": saved_checkpointing}
-
-
-def network_input_channels(model: Model) -> int:
-    return len(model.dataset_json["channel_names"])
 
 
 # --------------------------------------------------------------------------- timing
@@ -297,7 +304,7 @@ def step_columns(models: list[Model], device: str, patch: int, batch: int, repea
     if cuda:
         torch.backends.cudnn.benchmark = True  # as nnUNetv2_train sets it
     torch.manual_seed(0)
-    x = torch.randn(batch, network_input_channels(models[0]), patch, patch, patch, device=device)
+    x = torch.randn(batch, models[0].input_channels, patch, patch, patch, device=device)
     settings = [(m.name, False) for m in models] + [(m.name, True) for m in models if m.variant is not None]
     networks = {m.name: m.build(deep_supervision=True).to(device).train() for m in models}
     times: dict[tuple[str, bool], list[float]] = {s: [] for s in settings}
