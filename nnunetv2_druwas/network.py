@@ -46,7 +46,7 @@ recorded, so inference never pays for it.
 from __future__ import annotations
 
 import pydoc
-from typing import Sequence, Type, Union
+from typing import Callable, Sequence, Type, Union
 
 import numpy as np
 import torch
@@ -122,7 +122,7 @@ def _voxels(channels: int, size: Sequence[int]) -> np.int64:
     return np.prod([channels, *size], dtype=np.int64)
 
 
-def _maybe_checkpointed(enabled: bool, function, *args):
+def _maybe_checkpointed(enabled: bool, function: Callable[..., torch.Tensor], *args) -> torch.Tensor:
     """``function(*args)``, through non-reentrant activation checkpointing when ``enabled`` and
     gradients are being recorded (it would only cost time under ``torch.no_grad``)."""
     if enabled and torch.is_grad_enabled():
