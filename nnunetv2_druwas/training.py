@@ -44,7 +44,9 @@ Short runs without code changes: ``DRUWAS_EPOCHS`` (epochs), ``DRUWAS_ITERS`` (t
 iterations per epoch; validation iterations scale with it, at least 1) and ``DRUWAS_LR`` (initial
 learning rate, for compressed demo runs) override every DRUwAS trainer; ``DRUWAS_ITERS`` also
 replaces the strict recipe's one-pass epoch. Nothing that changes the network is read from the environment, because
-``nnUNetv2_predict`` must rebuild the same network from the trainer name alone.
+``nnUNetv2_predict`` must rebuild the same network from the trainer name alone. ``DRUWAS_CHECKPOINTING=1``
+turns on activation checkpointing for training (``DRUwASUNet.checkpointing``: less memory, about one
+more forward pass of time; no weight and no output changes, so prediction is unaffected).
 
 After the final validation, every fold gets ``brats_metrics.csv`` (and its ``_summary.csv``):
 BraTS-convention Dice and HD95 of ``fold_<N>/validation`` against
@@ -165,7 +167,8 @@ class DRUwASTrainerBase(nnUNetTrainer):
         self._resumed_from_own_checkpoint = False
 
     def _apply_environment_overrides(self) -> None:
-        """``DRUWAS_EPOCHS`` / ``DRUWAS_ITERS`` / ``DRUWAS_LR``: shorter runs without code changes."""
+        """``DRUWAS_EPOCHS`` / ``DRUWAS_ITERS`` / ``DRUWAS_LR``: shorter runs without code changes;
+        ``DRUWAS_CHECKPOINTING``: activation checkpointing (applied in :meth:`initialize`)."""
         epochs = env.read("DRUWAS_EPOCHS")
         if epochs is not None:
             self.print_to_log_file(f"DRUWAS_EPOCHS={epochs}: {epochs} epochs instead of {self.num_epochs}")
@@ -181,6 +184,13 @@ class DRUwASTrainerBase(nnUNetTrainer):
         if lr is not None:
             self.print_to_log_file(f"DRUWAS_LR={lr}: initial learning rate {lr} instead of {self.initial_lr}")
             self.initial_lr = lr
+        self.activation_checkpointing = bool(env.read("DRUWAS_CHECKPOINTING"))
+
+    def initialize(self) -> None:
+        super().initialize()
+        if self.activation_checkpointing:  # before the first forward pass, so torch.compile traces it once
+            self.bare_network().checkpointing = True
+            self.print_to_log_file("DRUWAS_CHECKPOINTING: activation checkpointing of every network stage")
 
     # --- network ----------------------------------------------------------------------
 

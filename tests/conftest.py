@@ -115,3 +115,15 @@ def results_env(base_env: dict[str, str], folder: Path, **extra: str) -> dict[st
     env["nnUNet_results"] = str(folder)
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a module of tiny networks (use with ``pytest.mark.usefixtures``):
+    as fast alone and 5x faster on a busy 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

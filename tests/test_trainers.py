@@ -56,7 +56,7 @@ def in_process_trainer(name: str, configuration: str, env: dict[str, str], monke
     from nnunetv2_druwas.training import trainer_classes
 
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA",
-                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_INIT_CHECKPOINT"):
+                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_INIT_CHECKPOINT", "DRUWAS_CHECKPOINTING"):
         if key in env:
             monkeypatch.setenv(key, env[key])
         else:
@@ -196,6 +196,25 @@ def test_every_trainer_builds_its_network_and_takes_a_training_step(name, tiny_p
     assert np.isfinite(loss)
     assert any(not torch.equal(before[k], v) for k, v in network.state_dict().items())
     assert np.isfinite(trainer.validation_step(next(val_loader))["loss"])
+
+
+def test_checkpointing_switch_reaches_the_network_and_changes_no_step(tiny_preprocessed, tmp_path, monkeypatch):
+    """DRUWAS_CHECKPOINTING=1 turns on DRUwASUNet.checkpointing; nnU-Net's own training step (deep
+    supervision loss, optimizer) then gives the same loss and the same new weights."""
+    env = results_env(tiny_preprocessed, tmp_path, nnUNet_n_proc_DA="0")
+    trainers = {}
+    for switch in ("", "1"):
+        torch.manual_seed(0)
+        trainers[switch] = in_process_trainer(RELU, "2d", dict(env, DRUWAS_CHECKPOINTING=switch), monkeypatch)
+        trainers[switch].initialize()
+    off, on = trainers[""], trainers["1"]
+    assert (off.bare_network().checkpointing, on.bare_network().checkpointing) == (False, True)
+    assert "DRUWAS_CHECKPOINTING" in Path(on.log_file).read_text()
+    batch = next(off.get_dataloaders()[0])
+    losses = [trainer.train_step(batch)["loss"] for trainer in (off, on)]
+    assert np.isclose(losses[0], losses[1], rtol=1e-6, atol=0)
+    after_off, after_on = off.bare_network().state_dict(), on.bare_network().state_dict()
+    assert all(torch.allclose(after_off[k], after_on[k], rtol=1e-5, atol=1e-7) for k in after_off)
 
 
 def test_deep_supervision_follows_the_network_for_a_plan_with_more_stages(tiny_preprocessed, tmp_path, monkeypatch):
