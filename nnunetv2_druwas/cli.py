@@ -14,9 +14,12 @@ from nnunetv2_druwas.errors import DruwasError
 
 # (subcommand, module, one-line help)
 COMMANDS = [
-    ("synth", "nnunetv2_druwas.data.synth", "write a synthetic BraTS-like training release"),
-    ("convert-brats", "nnunetv2_druwas.data.convert", "convert a BraTS 2018/2019/2020 release to nnU-Net"),
-    ("export-brats", "nnunetv2_druwas.data.export", "turn nnU-Net predictions back into BraTS labels"),
+    ("synth", "nnunetv2_druwas.data.synth", "write a synthetic BraTS-like release in any release's layout"),
+    ("convert-brats", "nnunetv2_druwas.data.convert",
+     "convert a BraTS 2018-2021 or 2023 (GLI) release or the Decathlon's Task01_BrainTumour to nnU-Net"),
+    ("export-brats", "nnunetv2_druwas.data.export", "turn nnU-Net predictions back into the release's labels"),
+    ("postprocess", "nnunetv2_druwas.evaluation.postprocess",
+     "choose a run's BraTS postprocessing threshold (nnU-Net's BraTS 2020 entry) on its cross-validation"),
     ("evaluate", "nnunetv2_druwas.evaluation.evaluate", "BraTS-convention Dice and HD95 per case and region"),
     ("evaluate-results", "nnunetv2_druwas.evaluation.results",
      "score every trained fold of a results tree that lacks its metrics (nnU-Net's own trainers too)"),

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from nnunetv2_druwas import cli
-from nnunetv2_druwas.data.brats import BRATS_TO_NNUNET, QUIRK_2020_SEG
+from nnunetv2_druwas.data.brats import BRATS_TO_NNUNET
 from nnunetv2_druwas.data.convert import PAPER_TEST_IMAGES, PAPER_TEST_LABELS, convert_brats, paper_split
 from nnunetv2_druwas.data.export import export_brats
 from nnunetv2_druwas.data.synth import make_brats_release, synthesize_case
@@ -22,6 +22,7 @@ from nnunetv2_druwas.errors import DruwasError
 
 SHAPE = (16, 16, 12)
 MODALITIES = ("t1", "t1ce", "t2", "flair")
+QUIRK_2020_SEG = "W39_1998.09.19_Segm.nii"   # as named in the real 2020 training release
 
 
 def release(tmp_path: Path, year: int = 2020, n: int = 4, **kw) -> Path:
@@ -361,7 +362,7 @@ def test_export_refuses_what_is_not_a_prediction(tmp_path, nnunet_env, capsys):
     with pytest.raises(DruwasError, match="another dataset"):
         export_brats(pred, tmp_path / "x", num_processes=1)
     shutil.copy(out / "dataset.json", pred / "dataset.json")
-    with pytest.raises(DruwasError, match="BraTS 2020 dataset, not 2019"):
+    with pytest.raises(DruwasError, match="BraTS 2020 dataset, not BraTS 2019"):
         export_brats(pred, tmp_path / "x", 2019, num_processes=1)
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "old.nii.gz").write_bytes(b"")
@@ -369,3 +370,186 @@ def test_export_refuses_what_is_not_a_prediction(tmp_path, nnunet_env, capsys):
         export_brats(pred, tmp_path / "x", num_processes=1)
     export_brats(pred, tmp_path / "x", overwrite=True, num_processes=1, progress=False)
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["BraTS20_Training_002.nii.gz"]
+
+
+# --- the 2021 and 2023 releases and the Decathlon's Task01_BrainTumour -------------------------------
+# Spelled out here, independently of nnunetv2_druwas.data.brats: each release's file names of the nnU-Net
+# channels T1, T1ce, T2, FLAIR (the Decathlon: the channel of its 4-D image) and its labels -> nnU-Net's.
+NEW_RELEASES = {
+    "2021": dict(args=["--year", "2021"], dataset="Dataset503_BraTS2021", year=2021,
+                 modalities=("t1", "t1ce", "t2", "flair"), labels={0: 0, 1: 2, 2: 1, 4: 3},
+                 cases=["BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003"]),
+    "2023": dict(args=["--year", "2023"], dataset="Dataset504_BraTS2023GLI", year=2023,
+                 modalities=("t1n", "t1c", "t2w", "t2f"), labels={0: 0, 1: 2, 2: 1, 3: 3},
+                 cases=["BraTS-GLI-00001-000", "BraTS-GLI-00002-000", "BraTS-GLI-00003-000"]),
+    "msd": dict(args=["--msd"], dataset="Dataset505_MSDBrainTumour", year=None,
+                modalities=(1, 2, 3, 0), labels={0: 0, 1: 1, 2: 2, 3: 3},
+                cases=["BRATS_001", "BRATS_002", "BRATS_003"]),
+}
+
+
+def new_release(tmp_path: Path, key: str, n: int = 3, **kw) -> Path:
+    name = f"new{key}{'_val' if kw.get('validation') else ''}"
+    return make_brats_release(tmp_path / name, key, n, SHAPE, seed=4, lgg_fraction=0.0, **kw)
+
+
+def source_files(src: Path, key: str, case: str) -> tuple[list[Path], Path]:
+    """(image files, segmentation) of a case as the release names them (the Decathlon: one 4-D image)."""
+    if key == "msd":
+        return [src / "imagesTr" / f"{case}.nii.gz"], src / "labelsTr" / f"{case}.nii.gz"
+    sep = "-" if key == "2023" else "_"
+    folder = src / case
+    return [folder / f"{case}{sep}{m}.nii.gz" for m in NEW_RELEASES[key]["modalities"]], folder / f"{case}{sep}seg.nii.gz"
+
+
+@pytest.mark.parametrize("key", NEW_RELEASES)
+def test_synth_writes_each_new_layout(tmp_path, capsys, key):
+    spec = NEW_RELEASES[key]
+    extra = ["--test-cases", "1"] if key == "msd" else []
+    code, err = cli_run(["synth", str(tmp_path / "src"), *spec["args"], "--cases", "3", "--shape", *map(str, SHAPE),
+                         "--seed", "4", "--lgg-fraction", "0", *extra], capsys)
+    assert code == 0, err
+    src = tmp_path / "src"
+    written = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
+    expected = []
+    for case in spec["cases"]:
+        images, seg = source_files(src, key, case)
+        expected += [str(p.relative_to(src)) for p in (*images, seg)]
+    if key == "msd":
+        expected += ["dataset.json", "imagesTs/BRATS_901.nii.gz"]
+        assert json.loads((src / "dataset.json").read_text())["modality"] == {
+            "0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+        assert nib.load(src / "imagesTr" / "BRATS_001.nii.gz").shape == (*SHAPE, 4)
+    assert written == sorted(expected)
+    labels = [set(np.unique(np.asanyarray(nib.load(source_files(src, key, case)[1]).dataobj)).tolist())
+              for case in spec["cases"]]
+    assert set().union(*labels) == set(spec["labels"]), labels    # the release's labels, and only those
+    # the same cases as the 2020 layout, in the release's own labels
+    seg_2020 = synthesize_case(SHAPE, seed=4, index=2, lgg_fraction=0.0).seg
+    seg = np.asanyarray(nib.load(source_files(src, key, spec["cases"][1])[1]).dataobj)
+    to_nnunet = np.vectorize(spec["labels"].get)
+    assert np.array_equal(to_nnunet(seg), np.vectorize(BRATS_TO_NNUNET.get)(seg_2020))
+
+
+@pytest.mark.parametrize("key", NEW_RELEASES)
+def test_convert_each_new_release(tmp_path, nnunet_env, key):
+    spec = NEW_RELEASES[key]
+    src = new_release(tmp_path, key, test_cases=2) if key == "msd" else new_release(tmp_path, key)
+    validation = None if key == "msd" else new_release(tmp_path, key, n=2, validation=True)
+    out = convert_brats(src, key, validation=validation, num_processes=1, progress=False)
+    assert out == raw_root() / spec["dataset"]
+    assert sorted(p.name for p in raw_root().iterdir()) == [out.name]
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["release"] == key and dataset.get("brats_year") == spec["year"]
+    assert dataset["numTraining"] == 3 and dataset["regions_class_order"] == [1, 2, 3]
+    assert dataset["channel_names"] == {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"}
+    for case in spec["cases"]:
+        images, seg = source_files(src, key, case)
+        for channel in range(4):
+            written = out / "imagesTr" / f"{case}_{channel:04d}.nii.gz"
+            if key != "msd":
+                assert nii_bytes(written) == nii_bytes(images[channel])      # header + data unchanged
+                continue
+            volume, index = nii_bytes(images[0]), spec["modalities"][channel]
+            source = nib.load(images[0])
+            block = int(np.prod(SHAPE)) * source.get_data_dtype().itemsize
+            offset = int(source.header["vox_offset"]) if source.header["vox_offset"] else 352
+            dims = np.frombuffer(volume, "<i2", 8, 40).copy()
+            assert dims[0] == 4 and dims[4] == 4
+            dims[0], dims[4] = 3, 1            # the only header change: the 4th dimension
+            expected = volume[:40] + dims.tobytes() + volume[56:352] + volume[352 + index * block:352 + (index + 1) * block]
+            assert offset == 352 and nii_bytes(written) == expected
+            assert np.array_equal(np.asanyarray(nib.load(written).dataobj), np.asanyarray(source.dataobj)[..., index])
+        label = nib.load(out / "labelsTr" / f"{case}.nii.gz")
+        source = np.asanyarray(nib.load(seg).dataobj)
+        assert label.get_data_dtype() == np.uint8
+        assert np.array_equal(np.asanyarray(label.dataobj), np.vectorize(spec["labels"].get)(source))
+    test_cases = ["BRATS_901", "BRATS_902"] if key == "msd" else \
+        [c.replace("0000", "9000") for c in spec["cases"][:2]]
+    assert sorted(p.name for p in (out / "imagesTs").iterdir()) == [
+        f"{c}_{ch:04d}.nii.gz" for c in test_cases for ch in range(4)]
+
+
+@pytest.mark.parametrize("key", ["2018", "2019", "2020", "2021", "2023", "msd"])
+def test_every_release_converts_and_exports_back_to_its_own_labels(tmp_path, nnunet_env, capsys, key):
+    src = make_brats_release(tmp_path / "src", key, 3, SHAPE, seed=5, lgg_fraction=0.0)
+    out = convert_brats(src, key, num_processes=1, progress=False)
+    predictions = tmp_path / "pred"  # labelsTr stand in for predictions, with nnU-Net's dataset.json beside
+    shutil.copytree(out / "labelsTr", predictions)
+    shutil.copy(out / "dataset.json", predictions / "dataset.json")
+    code, err = cli_run(["export-brats", str(predictions), str(tmp_path / "submit"), "-np", "1"], capsys)
+    assert code == 0, err
+    exported = sorted((tmp_path / "submit").iterdir())
+    segs = sorted(p for p in src.rglob("*") if p.is_file() and ("labelsTr" in p.parts or "_seg." in p.name
+                                                                  or "-seg." in p.name))
+    assert len(segs) == 3
+    for path, seg in zip(exported, segs):
+        case = seg.parent.name if key != "msd" else seg.name[:-len(".nii.gz")]
+        assert path.name == f"{case}.nii.gz"
+        image, source = nib.load(path), nib.load(seg)
+        assert image.get_data_dtype() == np.uint8 and np.allclose(image.affine, source.affine)
+        assert np.array_equal(np.asanyarray(image.dataobj), np.asanyarray(source.dataobj))
+
+
+def _drop_modality(src: Path, key: str) -> tuple[str, str]:
+    case = NEW_RELEASES[key]["cases"][1]
+    images, _ = source_files(src, key, case)
+    if key != "msd":
+        images[3].unlink()    # FLAIR
+        return case, f"missing {NEW_RELEASES[key]['modalities'][3]} image"
+    image = nib.load(images[0])
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj)[..., :3].copy(), image.affine), images[0])
+    return case, f"shape {SHAPE + (3,)}"
+
+
+def _foreign_label(src: Path, key: str) -> tuple[str, str]:
+    case = NEW_RELEASES[key]["cases"][0]
+    _, seg = source_files(src, key, case)
+    image = nib.load(seg)
+    data = np.asanyarray(image.dataobj).copy()
+    bad = 3 if key == "2021" else 4     # 3 is no BraTS 2021 label, 4 none of 2023 or the Decathlon
+    data[0, 0, 0] = bad
+    nib.save(nib.Nifti1Image(data, image.affine), seg)
+    return case, f"[{bad}]"
+
+
+@pytest.mark.parametrize("key", NEW_RELEASES)
+@pytest.mark.parametrize("problem", [_drop_modality, _foreign_label])
+def test_bad_input_of_each_new_release(tmp_path, nnunet_env, capsys, key, problem):
+    src = new_release(tmp_path, key)
+    case, detail = problem(src, key)
+    with pytest.raises(DruwasError) as info:
+        convert_brats(src, key, num_processes=1, progress=False)
+    assert case in str(info.value) and detail in str(info.value), str(info.value)
+    assert list(raw_root().iterdir()) == []
+    code, err = cli_run(["convert-brats", str(src), *NEW_RELEASES[key]["args"], "-np", "1"], capsys)
+    assert code == 2 and case in err and "Traceback" not in err
+    assert list(raw_root().iterdir()) == []
+
+
+def test_a_release_with_another_releases_names_or_layout_is_refused(tmp_path, nnunet_env):
+    sources = {key: new_release(tmp_path, key) for key in NEW_RELEASES}
+    with pytest.raises(DruwasError, match="holds BraTS 2021 cases .* not BraTS 2023 .*check --year"):
+        convert_brats(sources["2021"], 2023, progress=False)
+    with pytest.raises(DruwasError, match="holds BraTS 2023 glioma .GLI. cases .* not BraTS 2021"):
+        convert_brats(sources["2023"], 2021, progress=False)
+    with pytest.raises(DruwasError, match="holds BraTS 2020 cases"):
+        convert_brats(sources["2021"], 2021, validation=release(tmp_path, 2020, n=1, validation=True), progress=False)
+    with pytest.raises(DruwasError, match="Decathlon task.*use --msd"):
+        convert_brats(sources["msd"], 2023, progress=False)
+    with pytest.raises(DruwasError, match="not a Decathlon task folder"):
+        convert_brats(sources["2021"], "msd", progress=False)
+    # a Decathlon folder of BraTS 2021 case files, and one whose dataset.json orders the channels otherwise
+    for path in sorted((sources["msd"]).rglob("BRATS_*.nii.gz")):
+        path.rename(path.with_name(path.name.replace("BRATS_", "BraTS2021_00")))
+    with pytest.raises(DruwasError, match="holds BraTS 2021 cases"):
+        convert_brats(sources["msd"], "msd", progress=False)
+    other = new_release(tmp_path / "o", "msd")
+    info = json.loads((other / "dataset.json").read_text())
+    info["modality"] = {"0": "T1w", "1": "t1gd", "2": "T2w", "3": "FLAIR"}
+    (other / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(DruwasError, match="dataset.json lists channels .*T1w.*is this Task01_BrainTumour"):
+        convert_brats(other, "msd", progress=False)
+    with pytest.raises(DruwasError, match="--validation does not apply to the Decathlon"):
+        convert_brats(other, "msd", validation=sources["2021"], progress=False)
+    assert list(raw_root().iterdir()) == []
