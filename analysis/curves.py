@@ -91,7 +91,7 @@ def continuation_curves(curves: pd.DataFrame) -> pd.DataFrame:
     fold logged), ``phase`` (the activation: ReLU, Swish) and ``continuation`` (the continuation's key).
     """
     keys = ["dataset", "plans", "configuration", "recipe", "fold"]
-    curves = curves[[split_repeat(trainer)[1] == 0 for trainer in curves["trainer"]]]
+    curves = curves[curves["trainer"].map(lambda trainer: split_repeat(trainer)[1] == 0).astype(bool)]
     frames = []
     for variant in (v for v in VARIANTS if v.continues):
         before = curves[curves["variant"] == variant.continues]

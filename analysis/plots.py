@@ -65,6 +65,7 @@ def failures(per_case: pd.DataFrame) -> pd.Series:
 
 HD95_TICKS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 DIFFERENCE_TICKS = (-1000, -100, -10, -1, 0, 1, 10, 100, 1000)   # labelled; 2 and 5 of each decade unlabelled
+RATIO_TICKS = (0, 0.5, 1, 2, 5, 10, 20, 50, 100)
 
 
 def _symlog_axis(ax, axis: str = "x", ticks: tuple[float, ...] = HD95_TICKS) -> None:
@@ -306,8 +307,9 @@ def _protocols_figure(comparison: pd.DataFrame):
     palette = dict(zip(protocols, sns.color_palette("colorblind", len(protocols))))
     height = max(2.2, 0.12 * len(order) * len(protocols) + 0.8)
     figure, rows = _rows_of_panels(len(quantities), len(REGIONS), [height] * len(quantities), 12, sharey=True)
-    titles = {"dice": metric_label("dice", better=True), "hd95": metric_label("hd95", unit, better=True) + ", log",
-              "ratio": "HD95 / brats's HD95 (same cases), log"}
+    titles = {"dice": metric_label("dice", better=True),
+              "hd95": metric_label("hd95", unit, better=True) + ", symmetric log",
+              "ratio": "HD95 / brats's HD95 over the same cases, symmetric log (1: no change)"}
     for (row, axes), quantity in zip(rows, quantities):
         row.suptitle(titles[quantity], fontsize=9)
         for ax, region in zip(axes, REGIONS):
@@ -317,8 +319,8 @@ def _protocols_figure(comparison: pd.DataFrame):
                         errorbar=None, ax=ax, legend=False)
             if quantity == "ratio":
                 ax.axvline(1, color="0.3", linewidth=0.8)
-            if quantity != "dice" and (subset["value"] > 0).any():
-                ax.set_xscale("log")
+            if quantity != "dice":
+                _symlog_axis(ax, "x", HD95_TICKS if quantity == "hd95" else RATIO_TICKS)
             ax.set_title(region, fontsize=9)
             ax.set_xlabel("")
             ax.set_ylabel("")
@@ -326,7 +328,8 @@ def _protocols_figure(comparison: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     figure.legend([plt.Rectangle((0, 0), 1, 1, color=palette[p]) for p in protocols],
-                  [f"{p} (HD95 in {units[p]})" for p in protocols], title="protocol", loc="outside right upper",
+                  [f"{p} (HD95 in {units[p]})" if p in set(long["protocol"]) else f"{p} (no values)"
+                   for p in protocols], title="protocol", loc="outside right upper",
                   frameon=False, fontsize=8)
     figure.suptitle("The same predictions under every evaluation protocol (mean over cases; runs: Table 4 row and "
                     "switches, or the reference's name)", fontsize=10)

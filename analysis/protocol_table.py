@@ -6,7 +6,7 @@ region: the mean Dice and HD95 under each protocol (as the tables would show the
 each HD95's ratio to ``brats``'s. The ratio is the mean HD95 under the protocol divided by the mean
 HD95 under ``brats`` over the (fold, case) items that both have an HD95 for (per-case values
 averaged over repeats), so both means of a ratio are over the same cases; ``hd95_ratio_<p>_n`` says
-how many. Every protocol's numbers come from :func:`analysis.collect.collect`, which scores the folds
+how many (no ratio where the ``brats`` mean is 0). Every protocol's numbers come from :func:`analysis.collect.collect`, which scores the folds
 that lack the protocol's file; a protocol that cannot score a fold (the ``authors`` protocol on
 volumes that are not 240 x 240 x 155, a fold without ``validation/`` predictions) leaves its cells
 empty and is noted, never fatal.
