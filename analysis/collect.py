@@ -15,7 +15,8 @@ Scoring on demand: a fold that lacks the protocol's file but has its final valid
 (``fold_N/validation/``, nnU-Net's predictions of the fold's validation cases) is scored by
 :func:`nnunetv2_druwas.evaluation.results.score_fold` (worker processes over folds, a progress
 bar) and the file is cached in the fold. This is how nnU-Net's own trainers (reference rows)
-and any protocol besides the one the trainers wrote get their numbers. A fold that cannot be
+and any protocol besides the one the trainers wrote get their numbers (a fold whose BraTS evaluation
+failed during training is not scored again for ``brats``: its recorded reason is reported). A fold that cannot be
 scored (e.g. the ``authors`` protocol on volumes that are not 240 x 240 x 155) makes its run
 incomplete, with the reason, and never stops the analysis.
 
@@ -196,7 +197,7 @@ def collect(results: Path | str | None, year_overrides: dict[str | int, int] | N
         if results is not None else []
     found = {dataset_dir: _find_runs(dataset_dir, notes, name) for dataset_dir in dataset_dirs}
     errors = _score_folds([fold for dataset_runs in found.values() for *_, folds in dataset_runs
-                           for fold in folds.values() if _to_score(fold, name)] if score else [],
+                           for fold in folds.values() if _to_score(fold, protocol)] if score else [],
                           protocol, num_processes, progress)
     for dataset_dir, dataset_runs in found.items():
         if not dataset_runs:
@@ -248,10 +249,13 @@ def _find_runs(dataset_dir: Path, notes: list[str], name: str) -> list[tuple[str
     return found
 
 
-def _to_score(fold_dir: Path, name: str) -> bool:
-    """Whether a fold lacks the metrics file ``name`` but has its final validation to score it from."""
-    return not (fold_dir / name).is_file() and (fold_dir / "validation").is_dir() \
-        and fold_state(fold_dir) != FoldState.TRAINING
+def _to_score(fold_dir: Path, protocol: str) -> bool:
+    """Whether a fold lacks the protocol's metrics file but has its final validation to score it from (a fold
+    whose BraTS evaluation failed in training keeps that state and its recorded reason for ``brats``)."""
+    state = fold_state(fold_dir)
+    return not (fold_dir / metrics_file_name(protocol)).is_file() and (fold_dir / "validation").is_dir() \
+        and state != FoldState.TRAINING \
+        and not (protocol == DEFAULT_PROTOCOL and state == FoldState.EVALUATION_FAILED)
 
 
 def _score_job(job: tuple[Path, str]) -> str | None:

@@ -113,9 +113,9 @@ def _notes(collections: dict[str, Collection], frame: pd.DataFrame) -> list[str]
     notes = [f"{name}: {PROTOCOLS[name].description}; HD95 in {PROTOCOLS[name].hd95_unit} (rules from "
              f"{PROTOCOLS[name].source})." for name in collections]
     if DEFAULT_PROTOCOL in collections and len(collections) > 1:
-        notes.append("/ brats: the mean HD95 under the protocol divided by the mean HD95 under brats, both over the "
-                     "(fold, case) items that have an HD95 under both (per-case values averaged over repeats); "
-                     "a unit other than mm makes the ratio a ratio of voxels to mm.")
+        notes.append("HD95 <protocol> / brats: the mean HD95 under the protocol divided by the mean HD95 under brats, "
+                     "both over the (fold, case) items that have an HD95 under both (per-case values averaged over "
+                     "repeats); none where the brats mean is 0; a unit other than mm makes it voxels per mm.")
     notes.append("Each mean is the mean over the row's repeats of the run means, as in the tables; a cell over "
                  f"fewer cases than the row's says n=...; {DAGGER} a row incomplete under a protocol that has "
                  "values for it (its runs are named under the tables of that protocol).")

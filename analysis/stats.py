@@ -152,7 +152,8 @@ def _wide(group: pd.DataFrame, metric: str) -> pd.DataFrame:
         return group.pivot(index=["dataset", "fold", "case", "region"], columns="variant", values=metric)
     except ValueError as exc:
         raise DruwasError(f"duplicate (dataset, fold, case, region) rows for one variant in "
-                          f"{sorted(group['trainer'].unique())}; each brats_metrics.csv must list a case once") from exc
+                          f"{sorted(group['trainer'].unique())}; each metrics file must list a case once (and "
+                          f"repeats be averaged first: over_repeats)") from exc
 
 
 def paired_differences(per_case: pd.DataFrame, keys: list[str],

@@ -193,9 +193,8 @@ def comparison_rows(collection: Collection, measured: pd.DataFrame) -> pd.DataFr
                    folds=",".join(map(str, sorted({int(f) for v in group["folds"] for f in v.split(",")}))))
         for item in group.itertuples():
             column = f"{item.metric}_{item.region.lower()}"
-            std = np.fmax(sides[0][f"{column}_repeat_std"], sides[1][f"{column}_repeat_std"]) \
-                if not (pd.isna(sides[0][f"{column}_repeat_std"]) or pd.isna(sides[1][f"{column}_repeat_std"])) \
-                else np.nan
+            spreads = [side[f"{column}_repeat_std"] for side in sides]    # unknown for a row trained once
+            std = np.nan if any(pd.isna(spread) for spread in spreads) else max(spreads)
             row.update({column: item.mean_difference, f"{column}_n": item.n, f"{column}_repeat_std": std,
                         f"{column}_noise": bool(within_noise(item.mean_difference, std))})
         rows.append(row)
