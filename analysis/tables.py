@@ -413,10 +413,11 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
     out.mkdir(parents=True, exist_ok=True)
     per_case = collection.per_case
     pooled = stats.over_repeats(per_case)
-    statistics = stats.wilcoxon_tests(pooled)
-    ranking = stats.brats_ranking(pooled)
-    effects = stats.switch_effects(pooled)
-    intervals = stats.bootstrap_ci(per_case, seed=seed, n_resamples=n_resamples)
+    named = dict(protocol=collection.protocol)     # every number names its protocol
+    statistics = stats.wilcoxon_tests(pooled).assign(**named)
+    ranking = stats.brats_ranking(pooled).assign(**named)
+    effects = stats.switch_effects(pooled).assign(**named)
+    intervals = stats.bootstrap_ci(per_case, seed=seed, n_resamples=n_resamples).assign(**named)
     curves, curve_notes = training.training_curves(results, collection.runs)
     notes = collection.notes + curve_notes + stats.ranking_notes(ranking)
     shown = [("wilcoxon", f"Paired Wilcoxon signed-rank tests (statistics.csv), {collection.protocol} protocol: matched "
