@@ -278,7 +278,8 @@ def test_tables_1_to_3_measured_rows(built):
     for name in ("notes.md", "report.html"):
         assert "Dataset990_Tiny has no brats_year" in (built["out"] / name).read_text(), name
     assert "Dataset990_Tiny has no brats_year" in built["stdout"]
-    assert "nnUNetTrainer (3d_fullres)" in set(table1["method"])
+    assert "nnU-Net (default) (3d_fullres)" in set(table1["method"])      # a reference row, labelled as such
+    assert table1["method"].iloc[-1] == "nnU-Net (default) (3d_fullres)"   # ... and last
     assert "Proposed method (ReLU + Swish) (paper recipe, 3d_fullres)" in set(table1["method"])
     # the rows with missing predictions and the empty-mask failure keep dice 0 / hd95 373.13 in the mean
     res = table1[table1["trainer"] == "nnUNetTrainerDRUwAS_Res"].iloc[0]
@@ -302,9 +303,14 @@ def test_table4_measured_and_differences(built):
     assert (table4["source"] == "paper").sum() == 7
     measured = table4[table4["source"] == "measured"]
     expected = {(v.key, "paper") for v in VARIANTS} | {("baseline", "nnunet"), ("full", "nnunet")}
-    assert set(zip(measured["variant"], measured["recipe"])) == expected
-    assert "nnUNetTrainer" not in set(table4["trainer"].dropna())
-    _check_measured(table4, truth, "Dataset500_BraTS2020", [trainer_name(variant_by_key(k), r) for k, r in expected])
+    ablation = measured[measured["variant"].notna()]
+    assert set(zip(ablation["variant"], ablation["recipe"])) == expected
+    # nnU-Net's own trainer is a reference row below every ablation row, labelled by variants.reference_label
+    (reference,) = measured[measured["variant"].isna()].itertuples()
+    assert (reference.trainer, reference.method) == ("nnUNetTrainer", "nnU-Net (default) (3d_fullres)")
+    assert pd.isna(reference.table4_row) and reference.Index > table4.index[table4["table4_row"].notna()].max()
+    _check_measured(table4, truth, "Dataset500_BraTS2020",
+                    [trainer_name(variant_by_key(k), r) for k, r in expected] + ["nnUNetTrainer"])
     differences = table4[table4["source"] == "measured - paper"]
     assert len(differences) == len(expected)
     for _, row in differences.iterrows():
@@ -312,9 +318,10 @@ def test_table4_measured_and_differences(built):
             metric, region = column.split("_")
             values = _values(truth, "Dataset500_BraTS2020", row["trainer"], region.upper(), metric)
             assert row[column] == pytest.approx(values.mean() - paper.at[row["variant"], column], rel=1e-9)
-    assert table4["table4_row"].is_monotonic_increasing
+    assert table4["table4_row"].dropna().is_monotonic_increasing
     md = (built["out"] / "table4.md").read_text()
     assert md.count("| measured \u2212 paper |") == len(expected)
+    assert "| *References: nnU-Net on the same folds (measured)* |" in md
 
 
 def test_tables_print_values_as_their_source_and_n_with_folds(built):
@@ -416,17 +423,18 @@ def _pdflatex(folder: Path, name: str) -> str:
 def test_latex_compiles_on_its_own_and_fits_a_page(built, tmp_path):
     from analysis.render import latex_document
 
-    for path in built["out"].glob("table*.tex"):
+    for path in built["out"].glob("*.tex"):
         shutil.copy(path, tmp_path / path.name)
-    for number in (1, 2, 3, 4):
-        tex = (tmp_path / f"table{number}.tex").read_text()
+    for number in (1, 2, 3, 4, "4b", "s"):
+        name = "protocols" if number == "s" else f"table{number}"
+        tex = (tmp_path / f"{name}.tex").read_text()
         assert r"\begin{table*}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
         assert not re.search(r"(^|[&{ ])-\d", tex, re.MULTILINE), "a number with a hyphen for a minus"
         assert "\u2212" not in tex and "\u00b1" not in tex and "\u2020" not in tex
-        (tmp_path / f"alone{number}.tex").write_text(latex_document([rf"\input{{table{number}}}"]))
+        (tmp_path / f"alone{number}.tex").write_text(latex_document([rf"\input{{{name}}}"]))
         log = _pdflatex(tmp_path, f"alone{number}.tex")
         assert "Overfull \\hbox" not in log and "Float too large" not in log, number
-        assert re.search(r"Output written on alone\d\.pdf \(1 page", log), number
+        assert re.search(r"Output written on alone\w+\.pdf \(1 page", log), number
     table4 = (tmp_path / "table4.tex").read_text()
     assert "$-$0." in table4 and r"measured $-$ paper" in table4        # a real minus sign
     assert r"nnUNetRecipe\_\allowbreak{}\_\allowbreak{}nnUNetPlans" in table4   # break points in long names
@@ -495,7 +503,8 @@ def test_report_is_one_self_contained_page_that_renders(built):
     text = page_path.read_text()
     figures = sorted(p.stem for p in (built["out"] / "plots").glob("*.png"))
     assert all(link.startswith("data:") for link in re.findall(r'(?:src|href)="([^"#][^"]*)"', text))
-    for anchor in [f"table{n}" for n in (1, 2, 3, 4)] + figures + ["wilcoxon", "switches", "ranking", "bootstrap"]:
+    for anchor in [f"table{n}" for n in (1, 2, 3, 4, "4b")] + ["protocols"] + figures + \
+            ["wilcoxon", "switches", "ranking", "bootstrap"]:
         assert f'id="{anchor}"' in text, anchor
     assert "0.9121/0.9121/0.8583" in text and "Incomplete run" in text      # the tables' footnotes
     chromium, driver = browser.executables()
@@ -508,7 +517,7 @@ def test_report_is_one_self_contained_page_that_renders(built):
         pictures = page.element_screenshots("img")
     assert len(state["images"]) == len(figures) == len(pictures)
     assert all(complete and width > 0 for complete, width in state["images"]), state["images"]
-    assert state["tables"] == 4
+    assert state["tables"] == 6          # Tables 1-4, 4b and the protocols
     artefact = REPO / "test-artifacts" / "report.png"
     artefact.parent.mkdir(exist_ok=True)
     artefact.write_bytes(screenshot)
@@ -537,12 +546,16 @@ def test_wilcoxon_and_holm(built):
     truth, table = built["truth"], _read(built, "statistics.csv")
     for recipe in ("paper", "nnunet"):
         family = table[table["recipe"] == recipe]
-        pairs = [(v.key, "baseline") for v in VARIANTS[1:]] + [("swish", "full")] if recipe == "paper" \
-            else [("full", "baseline")]
+        keys = [v.key for v in VARIANTS] if recipe == "paper" else ["baseline", "full"]
+        # every variant against the baseline, Swish against ReLU, and every variant against nnU-Net's default
+        # run (nnUNetTrainer, nnUNetPlans: there is no reference variant of either recipe here)
+        pairs = [(k, "baseline") for k in keys[1:]] + ([("swish", "full")] if recipe == "paper" else []) + \
+            [(k, "nnUNetTrainer") for k in keys]
         assert len(family) == len(pairs) * 3 * 2
+        assert set(zip(family["variant"], family["reference"])) == set(pairs)
+        trainer = lambda key: "nnUNetTrainer" if key == "nnUNetTrainer" else trainer_name(variant_by_key(key), recipe)  # noqa: E731
         for _, row in family.iterrows():
-            x, y, unpaired = _paired(truth, trainer_name(variant_by_key(row["variant"]), recipe),
-                                     trainer_name(variant_by_key(row["reference"]), recipe), row["region"],
+            x, y, unpaired = _paired(truth, trainer(row["variant"]), trainer(row["reference"]), row["region"],
                                      row["metric"], unpaired=True)
             assert (row["n"], row["n_unpaired"]) == (len(x), unpaired)
             expected = sps.wilcoxon(x, y)
@@ -554,10 +567,11 @@ def test_wilcoxon_and_holm(built):
         assert (family["significant"] == (family["p_holm"] < 0.05)).all()
     swish = table[(table["variant"] == "swish") & (table["reference"] == "full")]
     assert set(swish["n"]) == {4 * N_CASES}       # pooled over both datasets and both folds
-    saag = table[(table["variant"] == "saag")]
+    saag = table[(table["variant"] == "saag") & (table["reference"] == "baseline")]
     # only fold 0 has metrics; unpaired: fold 1 of Dataset500 and Dataset990's baseline fold (datasets pooled)
     assert set(saag["n"]) == {N_CASES} and set(saag["n_unpaired"]) == {2 * N_CASES}
-    ag = table[(table["variant"] == "ag") & (table["region"] == "WT") & (table["metric"] == "hd95")].iloc[0]
+    ag = table[(table["variant"] == "ag") & (table["reference"] == "baseline") & (table["region"] == "WT")
+               & (table["metric"] == "hd95")].iloc[0]
     assert (ag["n"], ag["n_unpaired"]) == (2 * N_CASES - 1, 1 + N_CASES)        # the NaN HD95 is unpaired
 
 
