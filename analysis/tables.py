@@ -42,7 +42,7 @@ from analysis.display import hd95_unit, run_label, setting_label
 from analysis.published import INCONSISTENCY_NOTE, METRIC_COLUMNS, TABLE_YEARS, published_rows
 from analysis.render import DAGGER, DIFFERENCE, SOURCE_LABELS, Table, latex_document, to_latex, to_markdown
 from nnunetv2_druwas import env
-from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.errors import DruwasError, report_errors
 from nnunetv2_druwas.files import replaced_together
 from nnunetv2_druwas.variants import variant_by_key
 
@@ -207,7 +207,6 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
         for table in tables.values():
             table.footnotes += [f"Excluded incomplete run {_run_path(r)}: {r.issues}." for r in dropped.itertuples()]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     per_case = collection.per_case
     statistics = stats.wilcoxon_tests(per_case)
     ranking = stats.brats_ranking(per_case)
@@ -225,6 +224,7 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
              ("bootstrap", "Bootstrap 95 % confidence intervals of each run's mean (bootstrap_ci.csv), cases of "
               "all folds pooled", intervals)]
     with replaced_together() as group:   # every output new, or (after an error) every one as it was
+        group.makedirs(out)
         for number, table in tables.items():
             group.write_text(out / f"table{number}.csv", table.frame.to_csv(index=False))
             group.write_text(out / f"table{number}.md", to_markdown(table))
@@ -280,11 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except DruwasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return report_errors(lambda: run(args))
 
 
 if __name__ == "__main__":
