@@ -6,12 +6,12 @@ synthetic BraTS-like release -> ``convert-brats`` -> ``nnUNetv2_plan_and_preproc
 
 Everything lives under one work folder (default ``./druwas_demo``); the user's own
 ``nnUNet_*`` folders are never read or written. A rerun resumes: every step whose
-output is complete is skipped (preprocessing only when it finished for every case: a
-killed ``nnUNetv2_plan_and_preprocess`` is redone from the start), and each training does what its fold's state
-(:func:`nnunetv2_druwas.folds.fold_state`) asks for: nothing when done, ``--c`` when
-interrupted (during the training, or during the final validation and evaluation, which
-``--c`` redoes without training again). ``--fresh`` deletes the work folder first,
-which it only does for a folder it created itself.
+output is complete is skipped (preprocessing only once ``nnUNetv2_plan_and_preprocess``
+succeeded for every case: killed at any moment, it is redone from the start), and each
+training does what its fold's state (:func:`nnunetv2_druwas.folds.fold_state`) asks for:
+nothing when done, ``--c`` when interrupted (during the training, or during the final
+validation and evaluation, which ``--c`` redoes without training again). ``--fresh``
+deletes the work folder first, which it only does for a folder it created itself.
 """
 from __future__ import annotations
 

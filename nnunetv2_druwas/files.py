@@ -8,8 +8,10 @@ short forms :func:`write_text`, :func:`write_bytes`, :func:`staged_folder`):
    outputs are moved aside, the new ones renamed into place, the old ones deleted, the journal
    removed;
 3. on any failure before the commit (an exception, ``KeyboardInterrupt``, a full disk) the
-   temporaries are removed and the old outputs stay as they were. A rename that fails during the
-   commit rolls back the renames already made. SIGINT and SIGTERM wait until the commit is over.
+   temporaries (and the folders :meth:`Group.makedirs` made) are removed and the old outputs stay
+   as they were; an ``OSError`` is made to name the output it concerns, not a temporary. A rename
+   that fails during the commit rolls back the renames already made. SIGINT and SIGTERM wait until
+   the commit is over. A file output whose path is a folder is refused (never replaced).
 
 A process killed during the commit (SIGKILL, power loss) leaves the journal; the next writer of the
 same outputs completes the group from it first (:func:`recover`, which every group calls for its
