@@ -29,10 +29,10 @@ import pytest
 from analysis.collect import collect
 from analysis.tables import main as tables_main
 from conftest import REPO
+from test_resume import SHORT, TRAINER, run_demo_until
 from nnunetv2_druwas.data.convert import convert_brats
 from nnunetv2_druwas.data.synth import make_brats_release
 from nnunetv2_druwas.errors import DruwasError, describe_os_error, report_errors
-from nnunetv2_druwas.variants import VARIANTS
 
 SHAPE = (16, 16, 12)
 DATASET = "Dataset500_BraTS2020"
@@ -489,33 +489,18 @@ def test_demo_killed_during_preprocessing_redoes_it_and_trains(tmp_path):
     inside nnU-Net. The whole process group is killed once some cases are preprocessed; the rerun
     must preprocess again and train the first variant (then it is stopped: the rest is
     test_demo.py's)."""
-    n_cases = 10
     workdir = tmp_path / "demo"
-    env = command_env(nnUNet_def_n_proc="2", nnUNet_n_proc_DA="2", OMP_NUM_THREADS="2")
-    command = druwas_command("demo", "--workdir", workdir, "--cases", n_cases, "--shape", 40, "40", 32,
-                             "--epochs", 1, "--iters", 2)
+    environ = command_env(nnUNet_def_n_proc="2", nnUNet_n_proc_DA="2", OMP_NUM_THREADS="2")
     preprocessed = workdir / "nnUNet_preprocessed" / DATASET
-    fold = workdir / "nnUNet_results" / DATASET / f"{VARIANTS[0].trainer}__nnUNetPlans__3d_fullres" / "fold_0"
+    fold = workdir / "nnUNet_results" / DATASET / f"{TRAINER}__nnUNetPlans__3d_fullres" / "fold_0"
+    n_cases = int(SHORT[SHORT.index("--cases") + 1])
 
-    def run_until(condition, log: Path, timeout: float) -> None:
-        with open(log, "w") as output:
-            demo = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-            try:
-                wait_until(lambda: condition() or demo.poll() is not None, timeout, "the demo", poll=0.01)
-            finally:
-                os.killpg(demo.pid, signal.SIGKILL)
-                demo.wait()
-        wait_until(lambda: all(group != demo.pid for _, group in processes().values()), 30,
-                   "the demo's processes to end")
+    def cases_done() -> int:
+        return len(list(preprocessed.glob("nnUNetPlans_3d_fullres/*.pkl")))
 
-    run_until(lambda: any(preprocessed.glob("nnUNetPlans_3d_fullres/*.pkl")), tmp_path / "first.log", 900)
-    done = len(list(preprocessed.glob("nnUNetPlans_3d_fullres/*.pkl")))
-    assert 0 < done < n_cases, f"killed too late ({done} cases preprocessed): {(tmp_path / 'first.log').read_text()}"
-
-    run_until(lambda: (fold / "brats_metrics.csv").is_file(), tmp_path / "second.log", 1200)
+    run_demo_until(workdir, environ, lambda: cases_done() > 0, tmp_path / "first.log")
+    assert cases_done() < n_cases, f"killed too late: {(tmp_path / 'first.log').read_text()[-4000:]}"
+    run_demo_until(workdir, environ, (fold / "brats_metrics.csv").is_file, tmp_path / "second.log")
     log = (tmp_path / "second.log").read_text()
     assert "nnUNetv2_plan_and_preprocess -d 500 -c 3d_fullres (again from the start" in log, log[-4000:]
-    assert (fold / "brats_metrics.csv").is_file(), log[-4000:] + (workdir / "logs").joinpath(
-        f"train_{VARIANTS[0].trainer}.log").read_text()[-4000:]
-    assert len(list(preprocessed.glob("nnUNetPlans_3d_fullres/*.pkl"))) == n_cases
+    assert cases_done() == n_cases
