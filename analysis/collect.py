@@ -68,6 +68,10 @@ RUN_KEYS = ["dataset", "trainer", "plans", "configuration"]
 ROW_KEYS = ["dataset", "base_trainer", "plans", "configuration"]
 _DATASET_DIR = re.compile(r"^Dataset(\d{3})_(.+)$")
 _FOLD_DIR = re.compile(r"^fold_(\d+)$")
+#: the values a metric may take in a metrics file (empty cells are allowed: e.g. the specificity of a
+#: missing prediction); anything else is an error naming the file and line.
+METRIC_RANGES = {"dice": (0.0, 1.0), "sensitivity": (0.0, 1.0), "specificity": (0.0, 1.0),
+                 "hd95": (0.0, float("inf"))}
 
 
 @dataclass
@@ -165,8 +169,17 @@ def read_metrics(path: Path, protocol: str | None = None) -> pd.DataFrame:
     frame["protocol"] = protocol or (named[0] if len(named) == 1 else DEFAULT_PROTOCOL)
     frame = frame[list(CSV_COLUMNS)].copy()
     frame["missing"] = frame["missing"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
-    for column in ("dice", "hd95", "sensitivity", "specificity"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    for column, (low, high) in METRIC_RANGES.items():
+        values = pd.to_numeric(frame[column], errors="coerce")
+        text = values.isna() & frame[column].notna()
+        outside = ~values.between(low, high) & values.notna()
+        for bad, what in ((text, "is not a number"), (outside, f"is outside [{low}, {high}]")):
+            if bad.any():
+                row = int(bad.to_numpy().argmax())
+                raise DruwasError(f"{path}: line {row + 2} (case {frame['case'].iloc[row]}, region "
+                                  f"{frame['region'].iloc[row]}): {column} {frame[column].iloc[row]} {what}; "
+                                  f"re-run `nnunetv2_druwas evaluate` or correct the file")
+        frame[column] = values
     return frame
 
 
@@ -229,6 +242,9 @@ def collect(results: Path | str | None, year_overrides: dict[str | int, int] | N
     columns = ["dataset", "dataset_id", "brats_year", "trainer", "base_trainer", "repeat", "plans", "configuration",
                "variant", "recipe", "protocol", "complete", "fold", *CSV_COLUMNS[:-1]]
     per_case = per_case[columns].astype({"fold": int, "dataset_id": int, "repeat": int})
+    if results is not None and run_table.empty:
+        notes.append(f"No runs were found in {results} (it has no Dataset*/<trainer>__<plans>__<configuration>/"
+                     f"fold_N folders): the tables hold the published rows only; check --results.")
     return Collection(per_case=per_case, runs=run_table, notes=notes, protocol=protocol)
 
 

@@ -363,7 +363,7 @@ def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    folder.mkdir(parents=True, exist_ok=True)
+    group.makedirs(folder)
     sns.set_theme(style="whitegrid", context="paper")
     unit = hd95_unit(per_case)
     drawn = {}

@@ -65,7 +65,7 @@ from analysis.published import INCONSISTENCY_NOTE, METRIC_COLUMNS, TABLE_YEARS, 
 from analysis.render import (BASELINE_DIFFERENCE, DAGGER, DIFFERENCE, DIFFERENCES, NOISE_MARK, REFERENCE_DIFFERENCE,
                              SOURCE_LABELS, Table, latex_document, sheet, to_latex, to_markdown)
 from nnunetv2_druwas import env
-from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.errors import DruwasError, report_errors
 from nnunetv2_druwas.evaluation.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from nnunetv2_druwas.files import replaced_together
 
@@ -410,7 +410,6 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
     comparison, comparison_notes = protocol_rows({name: collected(name) for name in compared} if results else {})
     sheets = [*tables.values(), protocol_sheet(comparison, comparison_notes, compared)]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     per_case = collection.per_case
     pooled = stats.over_repeats(per_case)
     named = dict(protocol=collection.protocol)     # every number names its protocol
@@ -432,6 +431,7 @@ def compile_tables(results: Path | str | None, out: Path | str, *, year_override
              ("bootstrap", "Bootstrap 95 % confidence intervals of each run's mean (bootstrap_ci.csv; every repeat "
               "on its own), cases of all folds pooled", intervals)]
     with replaced_together() as group:   # every output new, or (after an error) every one as it was
+        group.makedirs(out)
         for item in sheets:
             name = sheet(item).name
             frame = item.frame if isinstance(item, Table) else comparison
@@ -498,11 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except DruwasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return report_errors(lambda: run(args))
 
 
 if __name__ == "__main__":

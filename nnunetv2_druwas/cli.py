@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.errors import report_errors
 
 # (subcommand, module, one-line help)
 COMMANDS = [
@@ -47,15 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args._run(args) or 0)
-    except DruwasError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
+    return report_errors(lambda: args._run(args))
 
 if __name__ == "__main__":
     sys.exit(main())

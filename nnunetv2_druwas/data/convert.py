@@ -34,7 +34,7 @@ from nnunetv2_druwas.data.brats import (
     RELEASES, VOLUME, YEARS, Release, ReleaseCase, get_release, scan_release, to_nnunet_labels,
 )
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.files import replaced_together
+from nnunetv2_druwas.files import recover, replaced_together
 from nnunetv2_druwas.parallel import parallel_map
 
 FILE_ENDING = ".nii.gz"
@@ -221,6 +221,7 @@ def convert_brats(src: str | Path, release: int | str | Release, dataset_id: int
     src = Path(src)
     raw = env.require("nnUNet_raw", environ)
     name = f"Dataset{dataset_id:03d}_{release.dataset_name}"
+    recover([raw / name])   # a killed earlier conversion: finish its swap, remove its staging folder
     existing = sorted(p for p in raw.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir())
     if existing and not overwrite:
         raise DruwasError(f"{existing[0]} already exists (dataset ID {dataset_id}); pass --overwrite to "
@@ -240,7 +241,7 @@ def convert_brats(src: str | Path, release: int | str | Release, dataset_id: int
                        progress)
         if splits_file is not None:   # nnU-Net 2.8.1's planner copies a raw splits_final.json too
             (staging / "splits_final.json").write_text(json.dumps(folds, indent=2))
-            splits_file.parent.mkdir(parents=True, exist_ok=True)
+            group.makedirs(splits_file.parent)
             group.write_text(splits_file, json.dumps(folds, indent=2))
     if splits_file is None and overwrite:
         preprocessed = env.value("nnUNet_preprocessed", environ)
@@ -271,6 +272,12 @@ def _scan_sources(src: Path, release: Release, validation: str | Path | None
         problems += validation_problems
         clashes = sorted({c.case for c in cases} & {c.case for c in validation_cases})
         problems += [f"case {c}: in both {src} and {validation}" for c in clashes]
+    by_lower_name: dict[str, list[ReleaseCase]] = {}
+    for case in [*cases, *validation_cases]:
+        by_lower_name.setdefault(case.case.lower(), []).append(case)
+    problems += [f"case folders {', '.join(str(c.folder) for c in same)} differ only in capitals: one patient "
+                 f"twice? keep one (a case-insensitive file system would also mix them)"
+                 for same in by_lower_name.values() if len({c.case for c in same}) > 1]
     raise_problems(problems, f"{release.title} release {src}")
     return cases, validation_cases, validation
 

@@ -73,6 +73,9 @@ def read_segmentation(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     except Exception as e:  # nibabel raises many types for broken files
         raise DruwasError(f"cannot read {path}: {e}") from e
     if not np.issubdtype(data.dtype, np.integer):
+        if not np.isfinite(data).all():
+            raise DruwasError(f"{path} holds NaN or infinite values; a label map holds whole numbers "
+                              "(check how this case was predicted or converted)")
         data = np.rint(data).astype(np.int16)
     spacing = tuple(float(z) for z in image.header.get_zooms()[: data.ndim])
     return data, spacing
@@ -225,6 +228,9 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
     for name, folder in (("prediction", pred_dir), ("ground-truth", gt_dir)):
         if not folder.is_dir():
             raise DruwasError(f"{name} folder {folder} does not exist")
+    if pred_dir.resolve() == gt_dir.resolve():
+        print(f"warning: the prediction and ground-truth folders are the same folder ({gt_dir}): every case "
+              "scores perfectly", file=sys.stderr)
     if hd95 not in HD95_DEFINITIONS:
         raise DruwasError(f"unknown HD95 definition {hd95!r}; choose one of {HD95_DEFINITIONS}")
     regions = resolve_regions(labels, dataset_json, pred_dir, gt_dir)
@@ -242,8 +248,8 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path, output_csv: str | 
     summary = summarize(df)
     if output_csv is not None:
         output_csv = Path(output_csv)
-        output_csv.parent.mkdir(parents=True, exist_ok=True)
         with replaced_together() as group:
+            group.makedirs(output_csv.parent)
             df.to_csv(group.path(output_csv), index=False)
             summary.to_csv(group.path(summary_path(output_csv)), index=False)
     if progress:
