@@ -35,6 +35,14 @@ Decisions where the code says nothing or cannot apply:
 - **A reference without any tumour** is not shifted. The authors' code would take the centre of mass
   of an all-zero array (NaN) and fail or shift arbitrarily; every BraTS 2018-2020 training case has a
   tumour.
+- **Sensitivity and specificity** are not reported (NaN in ``nnunetv2_druwas evaluate``'s CSV): the paper's
+  tables give Dice and HD95 only, and the code's ``spf_coef_metric_per_classes`` (``Metrics.py`` lines
+  120-142) computes ``(|A and B| + eps) / |A|``, the precision, under the name specificity.
+- **Missing predictions** score Dice 0 and HD95 sqrt(128^2 + 128^2) in every region (a failure, as
+  BraTS scores one), counted in the crop of the shifted reference.
+- **Volumes of another size** are refused; ``--pad-to-brats`` (:func:`pad_to_authors_shape`) is an
+  explicit opt-in that zero-pads smaller ones symmetrically to 240 x 240 x 155 first (the demo's
+  40 x 40 x 32 cases). The spacing is never used: HD95 is in voxels, as in the authors' code.
 - **Predictions are label maps of the full volume**, shifted and cropped after prediction. In the
   authors' pipeline the network only ever sees the reference-centred crop (the ground truth steers
   the input), and its output is thresholded there: ``compute_scores_per_classes`` (lines 53-93) passes
