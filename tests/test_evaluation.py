@@ -18,8 +18,9 @@ from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.evaluation import BRATS_EMPTY_HD95, dice, evaluate_folder, hd95, region_metrics, surfaces
 from nnunetv2_druwas.evaluation.metrics import bounding_box
 
-COLUMNS = ["case", "region", "dice", "hd95", "sensitivity", "specificity", "n_pred", "n_ref", "n_tp",
-           "missing", "hd95_definition"]
+COLUMNS = ["case", "region", "protocol", "dice", "hd95", "sensitivity", "specificity", "n_pred", "n_ref", "n_tp",
+           "missing", "hd95_definition", "nsd", "global_dice", "global_nsd", "global_hd95", "lesion_tp", "lesion_fp",
+           "lesion_fn", "padded_from"]
 NNUNET_DATASET_JSON = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3],
                                   "enhancing tumor": 3}, "regions_class_order": [1, 2, 3], "file_ending": ".nii.gz"}
 
