@@ -157,3 +157,21 @@ def check_fold_metrics(fold: Path, gt_dir: Path, cases: list[str]) -> "pd.DataFr
         assert summary.at[region, "n"] == len(cases)
         assert summary.at[region, "mean"] == pytest.approx(np.mean(values), abs=1e-12), region
     return metrics
+
+
+def check_measured_rows(table_csv: Path, folds: dict[str, Path]) -> None:
+    """Table 4's measured row of each trainer is the mean over the cases of its one fold's metrics
+    (``folds``: trainer -> its fold folder)."""
+    import pandas as pd
+
+    table = pd.read_csv(table_csv)
+    measured = table[table["source"] == "measured"].set_index("trainer")
+    assert sorted(measured.index) == sorted(folds)
+    for trainer, fold in folds.items():
+        metrics = pd.read_csv(fold / "brats_metrics.csv")
+        for region in NNUNET_REGION_LABELS:
+            for metric in ("dice", "hd95"):
+                values = metrics.loc[metrics["region"] == region, metric]
+                column = f"{metric}_{region.lower()}"
+                assert measured.at[trainer, column] == pytest.approx(values.mean(), rel=1e-9), (trainer, column)
+                assert measured.at[trainer, f"{column}_n"] == len(values)

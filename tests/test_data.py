@@ -157,7 +157,8 @@ def test_converted_labels_mean_what_the_brats_labels_mean(tmp_path, nnunet_env, 
         assert np.array_equal(inside[name], np.isin(brats, sorted(labels))), name
     edema, necrosis, enhancing = brats == 2, brats == 1, brats == 4
     assert inside["whole tumor"][edema].all() and not (inside["tumor core"] | inside["enhancing tumor"])[edema].any()
-    assert (inside["whole tumor"] & inside["tumor core"])[necrosis].all() and not inside["enhancing tumor"][necrosis].any()
+    assert (inside["whole tumor"] & inside["tumor core"])[necrosis].all()
+    assert not inside["enhancing tumor"][necrosis].any()
     assert (inside["whole tumor"] & inside["tumor core"] & inside["enhancing tumor"])[enhancing].all()
     assert not (inside["whole tumor"] | inside["tumor core"] | inside["enhancing tumor"])[brats == 0].any()
 

@@ -226,10 +226,11 @@ def ema_by_hand(values: list[float]) -> list[float]:
 
 
 def run_epochs(trainer, pseudo_dice: list[float], keep: Path | None = None) -> None:
-    """Epochs through nnU-Net's own hooks (as its ``run_training`` calls them) without training steps: the validation epoch end gets
-    counts whose Dice is ``pseudo_dice[e]`` in every region (tp = d, fp = fn = 1 - d), and nnU-Net's
-    ``on_epoch_end`` logs, writes ``checkpoint_latest.pth`` (every epoch: save_every = 1) and counts the
-    epoch. With ``keep``, each epoch's checkpoint is copied to ``keep/epoch_<e>.pth``."""
+    """Epochs through nnU-Net's own hooks (as its ``run_training`` calls them) without training steps:
+    nnU-Net's validation epoch end gets counts whose Dice is ``pseudo_dice[e]`` in every region
+    (tp = d, fp = fn = 1 - d); its ``on_epoch_end`` logs, writes ``checkpoint_latest.pth`` (every epoch:
+    save_every = 1) and counts the epoch. With ``keep``, each epoch's checkpoint is copied to
+    ``keep/epoch_<e>.pth``."""
     trainer.save_every = 1
     for dice in pseudo_dice:
         epoch = trainer.current_epoch
