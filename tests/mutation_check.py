@@ -87,13 +87,11 @@ def plant(mutation: Mutation, copy: Path) -> Path:
     return path
 
 
-def run_tests(copy: Path, tests: list[str], stop_early: bool) -> tuple[int, list[str], str]:
+def run_tests(copy: Path, tests: list[str]) -> tuple[int, list[str], str]:
     """pytest in ``copy`` with the copy first on PYTHONPATH; returns exit status, failed tests, output tail."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DRUWAS_"))}
     env.update(PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
     cmd = [sys.executable, "-m", "pytest", *tests, "-q", "-rf", "-p", "no:cacheprovider"]
-    if stop_early:
-        cmd.append("-x")
     proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     failed = sorted(set(re.findall(r"^FAILED (\S+)", output, re.MULTILINE)))
@@ -118,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_baseline:
             copy = scratch / "control"
             copy_working_tree(copy)
-            code, failed, tail = run_tests(copy, tests_of(mutations), stop_early=False)
-            print(f"control (no mutation): pytest exit {code}" + (f", failed: {', '.join(failed)}" if failed else ""))
+            code, failed, tail = run_tests(copy, tests_of(mutations))
+            print(f"control (no mutation): pytest exit {code}" + (f", failed: {', '.join(failed)}" if failed else ""),
+                  flush=True)
             if code != 0:
                 print(tail)
                 print("the control run must pass before a failing mutant means anything")
@@ -128,12 +127,12 @@ def main(argv: list[str] | None = None) -> int:
             copy = scratch / mutation.name
             copy_working_tree(copy)
             changed = plant(mutation, copy)
-            code, failed, tail = run_tests(copy, tests_of([mutation]), stop_early=True)
+            code, failed, tail = run_tests(copy, tests_of([mutation]))
             caught = code == 1 and bool(failed)
             ok &= caught
             where = changed.relative_to(copy)
             verdict = f"CAUGHT by {', '.join(failed)}" if caught else f"NOT CAUGHT (pytest exit {code})"
-            print(f"{mutation.name}: {mutation.bug} [{where}]: {verdict}")
+            print(f"{mutation.name}: {mutation.bug} [{where}]: {verdict}", flush=True)
             if not caught:
                 print(tail)
     finally:
