@@ -34,26 +34,28 @@ SOURCES = ("nnunetv2_druwas/**/*.py", "trainers/*.py", "analysis/*.py")
 @dataclass(frozen=True)
 class Mutation:
     name: str
-    bug: str                 # what the planted bug is, in words
-    pattern: str             # regular expression of the site (re.DOTALL), exactly one match
-    replacement: str         # re.sub replacement
-    tests: tuple[str, ...]   # pytest node ids that must catch it
+    bug: str                            # what the planted bug is, in words
+    sites: tuple[tuple[str, str], ...]  # (regular expression, re.sub replacement) alternatives: the one
+                                        # site where any of them matches (re.DOTALL | re.MULTILINE)
+    tests: tuple[str, ...]              # pytest node ids that must catch it
 
 
 MUTATIONS = (
     Mutation("label-table", "the BraTS -> nnU-Net label table without the 1/2 swap: {1: 1, 2: 2, 4: 3}",
-             r"^(BRATS_TO_NNUNET\b[^=\n]*= )\{[^}]*\}", r"\1{0: 0, 1: 1, 2: 2, 4: 3}",
+             ((r"^(BRATS_TO_NNUNET\b[^=\n]*= )\{0: 0, 1: 2, 2: 1, 4: 3\}", r"\1{0: 0, 1: 1, 2: 2, 4: 3}"),
+              # the table as rows (BraTS label, nnU-Net label, name, regions), the dict derived from it
+              (r"^(\s*)\(1, 2,([^\n]*\n\s*)\(2, 1,", r"\1(1, 1,\2(2, 2,")),
              ("tests/test_data.py::test_converted_labels_mean_what_the_brats_labels_mean",
               "tests/test_data.py::test_convert_each_layout")),
     Mutation("plateau-min", "the paper recipe's ReduceLROnPlateau with mode=\"min\"",
-             r'mode="max"', 'mode="min"',
+             ((r'mode="max"', 'mode="min"'),),
              ("tests/test_trainers.py::test_plateau_keeps_the_rate_while_the_signal_rises",
               "tests/test_trainers.py::test_plateau_lowers_the_rate_once_patience_plus_one_epochs_after_the_best")),
     Mutation("continuation-not-strict", "the Swish continuation loading its weights with strict=False",
-             r"(load_state_dict\([^)]*strict=)True", r"\1False",
+             ((r"(load_state_dict\([^)]*strict=)True", r"\1False"),),
              ("tests/test_trainers.py::test_continuation_from_a_checkpoint_without_its_head_is_refused",)),
     Mutation("batch-size-4", "paper_batch_size always returning 4",
-             r"(    def paper_batch_size\(self\)[^\n]*:\n        \"\"\".*?\"\"\"\n)", r"\1        return 4\n",
+             ((r"(    def paper_batch_size\(self\)[^\n]*:\n        \"\"\".*?\"\"\"\n)", r"\1        return 4\n"),),
              ("tests/test_trainers.py::test_paper_batch_size_follows_the_memory_budget",)),
 )
 
@@ -71,17 +73,18 @@ def copy_working_tree(target: Path) -> None:
 
 def plant(mutation: Mutation, copy: Path) -> Path:
     """Apply ``mutation`` in ``copy``; returns the changed file. Exactly one site must match."""
+    flags = re.DOTALL | re.MULTILINE
     sites = []
     for glob in SOURCES:
         for path in sorted(copy.glob(glob)):
             text = path.read_text()
-            matches = list(re.finditer(mutation.pattern, text, re.DOTALL | re.MULTILINE))
-            sites += [(path, text)] * len(matches)
+            for pattern, replacement in mutation.sites:
+                sites += [(path, text, pattern, replacement)] * len(re.findall(pattern, text, flags))
     if len(sites) != 1:
-        raise SystemExit(f"{mutation.name}: {len(sites)} sites match {mutation.pattern!r} in {', '.join(SOURCES)} "
-                         f"(expected exactly 1); update MUTATIONS in {Path(__file__).name}")
-    path, text = sites[0]
-    mutated = re.sub(mutation.pattern, mutation.replacement, text, count=1, flags=re.DOTALL | re.MULTILINE)
+        raise SystemExit(f"{mutation.name}: {len(sites)} sites match {[p for p, _ in mutation.sites]} in "
+                         f"{', '.join(SOURCES)} (expected exactly 1); update MUTATIONS in {Path(__file__).name}")
+    path, text, pattern, replacement = sites[0]
+    mutated = re.sub(pattern, replacement, text, count=1, flags=flags)
     assert mutated != text
     path.write_text(mutated)
     return path
