@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from nnunetv2_druwas import cli
-from nnunetv2_druwas.data.brats import QUIRK_2020_SEG
+from nnunetv2_druwas.data.brats import BRATS_TO_NNUNET, QUIRK_2020_SEG
 from nnunetv2_druwas.data.convert import PAPER_TEST_IMAGES, PAPER_TEST_LABELS, convert_brats, paper_split
 from nnunetv2_druwas.data.export import export_brats
 from nnunetv2_druwas.data.synth import make_brats_release, synthesize_case
@@ -23,11 +23,6 @@ from nnunetv2_druwas.errors import DruwasError
 
 SHAPE = (16, 16, 12)
 MODALITIES = ("t1", "t1ce", "t2", "flair")
-# Written out here, not imported: what the conversion must do, as nnU-Net's own Dataset137_BraTS21
-# conversion does it (BraTS 1 necrosis / non-enhancing core, 2 edema, 4 enhancing tumor).
-BRATS_TO_NNUNET_LABEL = {0: 0, 1: 2, 2: 1, 4: 3}
-# The BraTS labels inside each region (BraTS 2018-2020 evaluation), by the region names of dataset.json.
-BRATS_REGION_LABELS = {"whole tumor": {1, 2, 4}, "tumor core": {1, 4}, "enhancing tumor": {4}}
 
 
 def release(tmp_path: Path, year: int = 2020, n: int = 4, **kw) -> Path:
@@ -53,6 +48,13 @@ def raw_root() -> Path:
 def cli_run(argv: list[str], capsys) -> tuple[int, str]:
     code = cli.main(argv)
     return code, capsys.readouterr().err
+
+
+# Written out here, not imported: what the conversion must do, as nnU-Net's own Dataset137_BraTS21
+# conversion does it (BraTS 1 necrosis / non-enhancing core, 2 edema, 4 enhancing tumor).
+BRATS_TO_NNUNET_LABEL = {0: 0, 1: 2, 2: 1, 4: 3}
+# The BraTS labels inside each region (BraTS 2018-2020 evaluation), by the region names of dataset.json.
+BRATS_REGION_LABELS = {"whole tumor": {1, 2, 4}, "tumor core": {1, 4}, "enhancing tumor": {4}}
 
 
 # --- synth -------------------------------------------------------------------------------------------
@@ -146,6 +148,7 @@ def test_converted_labels_mean_what_the_brats_labels_mean(tmp_path, nnunet_env, 
     assert code == 0, err
     out = raw_root() / "Dataset500_BraTS2020"
     converted = np.asanyarray(nib.load(out / "labelsTr" / "BraTS20_Training_001.nii.gz").dataobj)
+    assert BRATS_TO_NNUNET == BRATS_TO_NNUNET_LABEL
     assert np.array_equal(converted, np.vectorize(BRATS_TO_NNUNET_LABEL.get)(brats))
 
     dataset = json.loads((out / "dataset.json").read_text())
