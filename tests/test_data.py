@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from nnunetv2_druwas import cli
@@ -48,6 +49,13 @@ def raw_root() -> Path:
 def cli_run(argv: list[str], capsys) -> tuple[int, str]:
     code = cli.main(argv)
     return code, capsys.readouterr().err
+
+
+# Written out here, not imported: what the conversion must do, as nnU-Net's own Dataset137_BraTS21
+# conversion does it (BraTS 1 necrosis / non-enhancing core, 2 edema, 4 enhancing tumor).
+BRATS_TO_NNUNET_LABEL = {0: 0, 1: 2, 2: 1, 4: 3}
+# The BraTS labels inside each region (BraTS 2018-2020 evaluation), by the region names of dataset.json.
+BRATS_REGION_LABELS = {"whole tumor": {1, 2, 4}, "tumor core": {1, 4}, "enhancing tumor": {4}}
 
 
 # --- synth -------------------------------------------------------------------------------------------
@@ -111,8 +119,72 @@ def test_convert_each_layout(tmp_path, nnunet_env, year, dataset_id):
         source = nib.load(case_file(src, case, "seg"))
         label = nib.load(out / "labelsTr" / f"{case}.nii.gz")
         assert label.get_data_dtype() == np.uint8 and np.allclose(label.affine, source.affine)
-        expected = np.vectorize(BRATS_TO_NNUNET.get)(np.asanyarray(source.dataobj))
+        expected = np.vectorize(BRATS_TO_NNUNET_LABEL.get)(np.asanyarray(source.dataobj))
         assert np.array_equal(np.asanyarray(label.dataobj), expected)
+
+
+def hand_made_tumour(shape=SHAPE) -> np.ndarray:
+    """Nested boxes in BraTS labels: edema (2) around enhancing tumor (4) around necrosis (1)."""
+    seg = np.zeros(shape, np.uint8)
+    seg[2:14, 2:14, 2:10] = 2      # 12 x 12 x 8 = 1152 voxels of tumor, 768 of them edema
+    seg[4:12, 4:12, 3:9] = 4       # 8 x 8 x 6 = 384 voxels of core, 320 of them enhancing
+    seg[6:10, 6:10, 4:8] = 1       # 4 x 4 x 4 = 64 voxels of necrosis
+    return seg
+
+
+def dice_by_hand(pred: np.ndarray, ref: np.ndarray) -> float:
+    total = int(pred.sum() + ref.sum())
+    return 1.0 if total == 0 else 2 * int((pred & ref).sum()) / total
+
+
+def test_converted_labels_mean_what_the_brats_labels_mean(tmp_path, nnunet_env, capsys):
+    """A hand-made case through `convert-brats`: edema lies in WT only, necrosis in WT and TC, enhancing
+    tumor in all three, read with the regions of the converted dataset.json and scored by `evaluate`."""
+    src = release(tmp_path, 2020, n=2)
+    seg_file = case_file(src, "BraTS20_Training_001", "seg")
+    source = nib.load(seg_file)
+    brats = hand_made_tumour()
+    nib.save(nib.Nifti1Image(brats.astype(source.get_data_dtype()), source.affine, source.header), seg_file)
+    code, err = cli_run(["convert-brats", str(src), "--year", "2020", "-np", "1"], capsys)
+    assert code == 0, err
+    out = raw_root() / "Dataset500_BraTS2020"
+    converted = np.asanyarray(nib.load(out / "labelsTr" / "BraTS20_Training_001.nii.gz").dataobj)
+    assert BRATS_TO_NNUNET == BRATS_TO_NNUNET_LABEL
+    assert np.array_equal(converted, np.vectorize(BRATS_TO_NNUNET_LABEL.get)(brats))
+
+    dataset = json.loads((out / "dataset.json").read_text())
+    regions = {name: set(np.atleast_1d(labels).tolist()) for name, labels in dataset["labels"].items()
+               if name != "background"}
+    assert set(regions) == set(BRATS_REGION_LABELS)
+    inside = {name: np.isin(converted, sorted(labels)) for name, labels in regions.items()}
+    for name, labels in BRATS_REGION_LABELS.items():   # voxel by voxel: the region holds exactly its BraTS labels
+        assert np.array_equal(inside[name], np.isin(brats, sorted(labels))), name
+    edema, necrosis, enhancing = brats == 2, brats == 1, brats == 4
+    assert inside["whole tumor"][edema].all() and not (inside["tumor core"] | inside["enhancing tumor"])[edema].any()
+    assert (inside["whole tumor"] & inside["tumor core"])[necrosis].all()
+    assert not inside["enhancing tumor"][necrosis].any()
+    assert (inside["whole tumor"] & inside["tumor core"] & inside["enhancing tumor"])[enhancing].all()
+    assert not (inside["whole tumor"] | inside["tumor core"] | inside["enhancing tumor"])[brats == 0].any()
+
+    # a prediction that is exactly one BraTS label of the reference, scored by `evaluate`
+    acronyms = {"whole tumor": "WT", "tumor core": "TC", "enhancing tumor": "ET"}
+    for brats_label in (2, 1, 4):
+        pred_dir = tmp_path / f"pred_{brats_label}"
+        pred_dir.mkdir()
+        label = nib.load(out / "labelsTr" / "BraTS20_Training_001.nii.gz")
+        nib.save(nib.Nifti1Image(np.where(brats == brats_label, converted, 0).astype(np.uint8), label.affine,
+                                 label.header), pred_dir / "BraTS20_Training_001.nii.gz")
+        csv = tmp_path / f"metrics_{brats_label}.csv"
+        code, err = cli_run(["evaluate", str(pred_dir), str(out / "labelsTr"), "-o", str(csv), "--dataset-json",
+                             str(out / "dataset.json"), "--cases", "BraTS20_Training_001", "--num-processes", "1"],
+                            capsys)
+        assert code == 0, err
+        dice = pd.read_csv(csv).set_index("region")["dice"]
+        for name, labels in BRATS_REGION_LABELS.items():
+            expected = dice_by_hand((brats == brats_label) & (brats_label in labels), np.isin(brats, sorted(labels)))
+            assert dice[acronyms[name]] == pytest.approx(expected, abs=1e-12), (brats_label, name)
+        if brats_label == 2:   # the reference edema scores in WT only: 2 x 768 / (768 + 1152)
+            assert dice.to_dict() == pytest.approx({"WT": 0.8, "TC": 0.0, "ET": 0.0})
 
 
 def test_convert_2020_quirk_and_validation_release(tmp_path, nnunet_env):
@@ -125,7 +197,7 @@ def test_convert_2020_quirk_and_validation_release(tmp_path, nnunet_env):
     out = convert_brats(src, 2020, 7, validation=validation, num_processes=1, progress=False)
     assert out.name == "Dataset007_BraTS2020"
     label = nib.load(out / "labelsTr" / "BraTS20_Training_002.nii.gz").get_fdata()
-    assert np.array_equal(label, np.vectorize(BRATS_TO_NNUNET.get)(original))
+    assert np.array_equal(label, np.vectorize(BRATS_TO_NNUNET_LABEL.get)(original))
     assert sorted(p.name for p in (out / "imagesTs").iterdir()) == [
         f"BraTS20_Validation_00{i}_000{c}.nii.gz" for i in (1, 2) for c in range(4)]
 
@@ -335,6 +407,57 @@ def test_round_trip_convert_export_gives_the_source_labels(tmp_path, nnunet_env,
         source = nib.load(case_file(src, path.name[:-len(".nii.gz")], "seg"))
         assert image.get_data_dtype() == np.uint8 and np.allclose(image.affine, source.affine)
         assert np.array_equal(np.asanyarray(image.dataobj), np.asanyarray(source.dataobj))
+
+
+def prediction_with_a_full_header(labels: np.ndarray, path: Path) -> nib.Nifti1Image:
+    """``labels`` saved as int16 with every header field a writer may set: oblique sform and a different
+    qform with their own codes, anisotropic zooms and a time step, units, slice information, descrip..."""
+    sform = np.array([[0.0, -1.2, 0.1, 10.5], [0.9, 0.0, 0.0, -5.0], [0.0, 0.05, 2.5, 3.25], [0, 0, 0, 1]])
+    qform = np.array([[0.0, -1.2, 0.0, 11.0], [0.9, 0.0, 0.0, -5.0], [0.0, 0.0, 2.5, 3.0], [0, 0, 0, 1]])
+    image = nib.Nifti1Image(labels.astype(np.int16), sform)
+    header = image.header
+    header.set_qform(qform, code=1)
+    header.set_sform(sform, code=2)
+    header.set_xyzt_units("mm", "msec")
+    header.set_dim_info(freq=1, phase=0, slice=2)
+    header["pixdim"][4] = 2.0
+    header["slice_start"], header["slice_end"], header["slice_code"], header["slice_duration"] = 1, 10, 1, 0.25
+    header["toffset"] = 1.5
+    header["cal_min"], header["cal_max"] = 0.0, 3.0
+    header["intent_name"], header["descrip"], header["aux_file"] = b"labels", b"nnU-Net prediction", b"aux.txt"
+    nib.save(image, path)
+    return nib.load(path)
+
+
+def test_export_keeps_every_header_field_of_each_prediction(tmp_path, nnunet_env, capsys):
+    out = convert_brats(release(tmp_path, 2020, n=2), 2020, progress=False, num_processes=1)
+    predictions = tmp_path / "pred"
+    predictions.mkdir()
+    shutil.copy(out / "dataset.json", predictions / "dataset.json")
+    written = {}
+    for case in ("BraTS20_Training_001", "BraTS20_Training_002"):
+        labels = np.asanyarray(nib.load(out / "labelsTr" / f"{case}.nii.gz").dataobj)
+        written[case] = prediction_with_a_full_header(labels, predictions / f"{case}.nii.gz")
+    code, err = cli_run(["export-brats", str(predictions), str(tmp_path / "submit"), "-np", "1"], capsys)
+    assert code == 0, err
+    nnunet_to_brats = {v: k for k, v in BRATS_TO_NNUNET_LABEL.items()}
+    changed = {"datatype", "bitpix", "scl_slope", "scl_inter"}   # uint8, unscaled: what the export must change
+    for case, prediction in written.items():
+        exported = nib.load(tmp_path / "submit" / f"{case}.nii.gz")
+        before, after = prediction.header, exported.header
+        assert set(after.keys()) == set(before.keys())
+        for field in sorted(set(before.keys()) - changed):
+            assert np.array_equal(after[field], before[field], equal_nan=after[field].dtype.kind == "f"), \
+                (case, field, before[field], after[field])
+        assert exported.get_data_dtype() == np.uint8
+        assert after.get_slope_inter() in ((None, None), (1.0, 0.0))
+        assert (int(after["qform_code"]), int(after["sform_code"])) == (1, 2)
+        assert np.array_equal(after.get_qform(), before.get_qform()) and np.array_equal(after.get_sform(),
+                                                                                          before.get_sform())
+        assert after.get_zooms() == before.get_zooms() == pytest.approx((0.9, 1.2, 2.5))
+        assert after.get_xyzt_units() == ("mm", "msec") and after["descrip"] == b"nnU-Net prediction"
+        expected = np.vectorize(nnunet_to_brats.get)(np.asanyarray(prediction.dataobj))
+        assert np.array_equal(np.asanyarray(exported.dataobj), expected)
 
 
 def test_export_refuses_what_is_not_a_prediction(tmp_path, nnunet_env, capsys):
