@@ -206,7 +206,8 @@ def comparison_rows(collection: Collection, measured: pd.DataFrame) -> pd.DataFr
                  for trainer in (first["variant_trainer"], first["reference_trainer"])]
         reference = first["reference"]
         row = dict(zip(["dataset", *stats.GROUP_KEYS, "variant", "reference_key"], keys),
-                   trainer=first["variant_trainer"], protocol=collection.protocol,
+                   trainer=first["variant_trainer"], protocol=collection.protocol, release=sides[0]["release"],
+                   brats_year=sides[0]["brats_year"],
                    source=BASELINE_DIFFERENCE if reference == "baseline" else REFERENCE_DIFFERENCE,
                    compared_with="baseline" if reference == "baseline" else
                    run_label(None if reference == stats.NNUNET_DEFAULT else reference, first["reference_trainer"],
