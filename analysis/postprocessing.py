@@ -10,9 +10,11 @@ For every run (trainer folder) with evaluated folds:
    noted in ``postprocessing.csv``, never fatal.
 2. Its per-case values with postprocessing, per fold: :func:`score_postprocessed_fold` applies the
    threshold to each prediction of ``fold_N/validation/`` whose case the fold's ``<protocol>_metrics.csv``
-   lists; the cases it changes are written to a temporary folder and scored by the evaluation's own
-   per-case scoring (:func:`nnunetv2_druwas.evaluation.evaluate.evaluate_folder`, the table's protocol),
-   the unchanged cases keep their rows of ``<protocol>_metrics.csv`` (the same prediction scores the same).
+   lists (only those whose predicted ET the fold's ``brats_metrics.csv`` counts below the threshold are
+   read, where it counts them); the cases it changes are written to a temporary folder and scored by the
+   evaluation's own per-case scoring (:func:`nnunetv2_druwas.evaluation.evaluate.evaluate_folder`, the
+   table's protocol), the unchanged cases keep their rows of ``<protocol>_metrics.csv`` (the same
+   prediction scores the same).
    The result is cached in the fold as ``<protocol>_postprocessed_metrics.csv``
    (:func:`postprocessed_metrics_name`; columns of the metrics file plus ``postprocessed``, whether the
    case changed, and ``threshold``), and scored again when the run's threshold differs from the one it
@@ -34,7 +36,7 @@ import pandas as pd
 from analysis.collect import CSV_COLUMNS, RUN_KEYS, Collection, read_metrics
 from nnunetv2_druwas import env
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.evaluation.protocols import metrics_file_name
+from nnunetv2_druwas.evaluation.protocols import DEFAULT_PROTOCOL, metrics_file_name
 
 #: ``postprocessing.csv``: per run its threshold, where it came from (``found``: the run had it; ``chosen``:
 #: chosen now), the cases and folds it was chosen on, the cases it changed there and the mean ET Dice there
@@ -110,10 +112,13 @@ def score_postprocessed_fold(fold_dir: str | Path, protocol: str, threshold: int
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DruwasError(f"{plain_path}: not a readable CSV ({exc})") from exc
     predictions = find_cases(fold_dir / "validation")
+    counts = _et_voxels(fold_dir / metrics_file_name(DEFAULT_PROTOCOL))
     changed = []
     with tempfile.TemporaryDirectory(prefix="druwas_postprocessed_") as tmp:
         for case in sorted(set(plain["case"])):
             if case not in predictions:      # a missing prediction stays missing
+                continue
+            if case in counts and not 0 < counts[case] < threshold:     # the rule leaves it as it is: not read
                 continue
             labels, _ = read_segmentation(predictions[case])
             processed = apply_threshold(labels, threshold)
@@ -135,6 +140,18 @@ def score_postprocessed_fold(fold_dir: str | Path, protocol: str, threshold: int
     frame = frame.sort_values("case", key=lambda c: c.map(order), kind="stable", ignore_index=True)
     write_text(output, frame.to_csv(index=False))
     return output
+
+
+def _et_voxels(path: Path) -> dict[str, int]:
+    """case -> predicted ET voxels, from a fold's ``brats_metrics.csv`` (``n_pred`` of its ET rows: the whole
+    prediction's count); {} when the file or the column is not there (every prediction is then read)."""
+    try:
+        frame = pd.read_csv(path, dtype={"case": str})
+        rows = frame[(frame["region"] == "ET") & ~frame["missing"].astype(str).str.lower().isin(["true", "1"])]
+        counts = pd.to_numeric(rows["n_pred"], errors="raise")
+    except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return {}
+    return {} if counts.isna().any() else dict(zip(rows["case"], counts.astype(int)))
 
 
 def _threshold_job(run_dir: Path) -> tuple[int | None, dict, str]:

@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from analysis.tables import compile_tables
 from test_analysis import _holm_reference, _pdflatex
+from test_analysis_references import compile_in
 
 SHAPE = (16, 16, 16)
 CONFIG, PLANS = "3d_fullres", "nnUNetPlans"
@@ -174,25 +174,11 @@ def _reference_of(root: Path, dataset: str, case: str) -> np.ndarray:
     return np.asanyarray(nib.load(root / "preprocessed" / dataset / "gt_segmentations" / f"{case}.nii.gz").dataobj)
 
 
-def _compile(env: dict[str, str], out: Path, **options) -> dict:
-    saved = {k: os.environ.get(k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    os.environ.update({k: env[k] for k in saved})
-    try:
-        return compile_tables(env["nnUNet_results"], out, compare_protocols=[], plots=False, n_resamples=99,
-                              echo=False, **options)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("postprocessing")
     env, truth, thresholds = _write_tree(root)
-    tables = _compile(env, root / "tables")
+    tables = compile_in(env, root / "tables")
     return dict(root=root, env=env, truth=truth, thresholds=thresholds, tables=tables, out=root / "tables",
                 results=root / "results")
 
@@ -273,7 +259,8 @@ def test_table4_shows_each_run_with_and_without_postprocessing(tree):
     assert baseline["dice_et"] > measured.loc[measured["trainer"] == "nnUNetTrainerDRUwAS_Baseline", "dice_et"].iloc[0]
     md = (out / "table4.md").read_text()
     lines = [line for line in md.splitlines() if line.startswith("| 1 |")]
-    assert [line.split(" | ")[2] for line in lines] == ["paper", "measured", "+ postprocessing", "measured \u2212 paper"]
+    assert [line.split(" | ")[2] for line in lines] == ["paper", "measured", "+ postprocessing",
+                                                        "measured \u2212 paper"]
     assert "|  | nnU-Net (default) (3d_fullres) | + postprocessing | 6 (folds 0, 1) |" in md
     assert "+ postprocessing: the same predictions after nnU-Net's BraTS postprocessing" in md
     assert "+ postprocessing: none for 1 of 4 runs (e.g. Dataset500_BraTS2020/nnUNetTrainerDRUwAS_AG__" in md
@@ -375,7 +362,7 @@ def test_every_table_compiles_with_pdflatex(tree, tmp_path):
 def test_year_override_and_no_postprocessing(tree, tmp_path):
     out = tmp_path / "tables"
     shutil.copytree(tree["out"], out)
-    tables = _compile(tree["env"], out, year_overrides={503: 2020}, postprocessing=False)
+    tables = compile_in(tree["env"], out, year_overrides={503: 2020}, postprocessing=False)
     assert "ablation_brats2021" not in tables and "ablation_msd" in tables
     assert not list(out.glob("table_ablation_brats2021.*"))           # the earlier run's table is gone
     table4 = pd.read_csv(out / "table4.csv")
@@ -394,14 +381,14 @@ def test_cached_values_are_reused_and_redone_for_another_threshold(tree, tmp_pat
     files = sorted(results.glob("*/*/fold_*/brats_postprocessed_metrics.csv"))
     assert len(files) == len(DATASETS) * len(RUNS) * 2 - 1
     before = {f: f.stat().st_mtime_ns for f in files}
-    _compile(tree["env"], tmp_path / "again")
+    compile_in(tree["env"], tmp_path / "again")
     assert {f: f.stat().st_mtime_ns for f in files} == before                 # nothing scored again
     assert (pd.read_csv(tmp_path / "again" / "postprocessing.csv")["threshold_from"].dropna() == "found").all()
     run = results / "Dataset500_BraTS2020" / f"nnUNetTrainerDRUwAS_Baseline__{PLANS}__{CONFIG}"
     saved = (run / "brats_postprocessing.json").read_text()
     try:
         (run / "brats_postprocessing.json").write_text(json.dumps(dict(json.loads(saved), threshold=0)))
-        _compile(tree["env"], tmp_path / "zero")
+        compile_in(tree["env"], tmp_path / "zero")
         for fold in (0, 1):
             cached = pd.read_csv(run / f"fold_{fold}" / "brats_postprocessed_metrics.csv")
             assert set(cached["threshold"]) == {0} and not cached["postprocessed"].any()
