@@ -25,11 +25,13 @@ Repeats and references: a trainer named ``<trainer>_repeat<k>`` is repeat k of `
 the others (``base_trainer``, ``repeat``). A trainer that is not a DRUwAS variant (``variant``
 empty, e.g. ``nnUNetTrainer``) is a reference run.
 
-The BraTS year of a dataset comes from, in this order: an override
-(``{500: 2020}`` or ``{"Dataset500_BraTS2020": 2020}``), the key ``brats_year`` of
+The release and BraTS year of a dataset come from, in this order: an override (a year:
+``{500: 2020}`` or ``{"Dataset500_BraTS2020": 2020}``), the keys ``release`` and ``brats_year`` of
 ``$nnUNet_raw/<dataset>/dataset.json``, of ``$nnUNet_preprocessed/<dataset>/dataset.json``,
-or of the ``dataset.json`` nnU-Net copies into each trainer folder. Datasets
-without one stay in the tidy table (``brats_year`` empty) but in none of Tables 1-4.
+or of the ``dataset.json`` nnU-Net copies into each trainer folder
+(:func:`nnunetv2_druwas.data.brats.release_of_dataset`: ``"2020"``, ``"2021"``, ``"2023"``, ``"msd"``, ...;
+the Decathlon's ``msd`` has no BraTS year). Datasets without either stay in the tidy table
+(``release`` and ``brats_year`` empty) but in no table.
 
 Completeness (decision): the expected folds of a run are the union of the folds
 (``fold_<int>`` folders) that any trainer folder of the same dataset and
@@ -51,7 +53,7 @@ from pathlib import Path
 import pandas as pd
 
 from nnunetv2_druwas import env
-from nnunetv2_druwas.data.brats import REGIONS
+from nnunetv2_druwas.data.brats import REGIONS, release_of_dataset
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol, metrics_file_name
 from nnunetv2_druwas.folds import FoldState, describe, fold_state
@@ -80,7 +82,7 @@ class Collection:
 
     Attributes:
         per_case: the tidy table (one row per dataset x trainer x plans x configuration x fold x case x region).
-        runs: one row per trainer folder: the run keys, ``dataset_id``, ``brats_year``, ``base_trainer``,
+        runs: one row per trainer folder: the run keys, ``dataset_id``, ``brats_year``, ``release``, ``base_trainer``,
             ``repeat``, ``variant``, ``recipe``, ``protocol``, ``folds`` (evaluated folds, comma separated),
             ``complete`` and ``issues`` (why it is incomplete, '' when complete).
         notes: remarks for the footnotes (skipped folders, datasets without a year).
@@ -108,18 +110,30 @@ def parse_year_overrides(items: list[str] | None) -> dict[str | int, int]:
     return overrides
 
 
-def _brats_year_from(path: Path) -> int | None:
+def _release_from(path: Path) -> tuple[str | None, int | None]:
+    """(release key, BraTS year) a dataset.json records (:func:`nnunetv2_druwas.data.brats.release_of_dataset`;
+    a release this version does not convert keeps the name it records); (None, None) without either."""
     if not path.is_file():
-        return None
+        return None, None
     try:
-        value = json.loads(path.read_text()).get("brats_year")
-    except (json.JSONDecodeError, OSError, AttributeError) as exc:
+        info = json.loads(path.read_text())
+        year = info.get("brats_year")
+        year = None if year is None else int(year)
+    except (json.JSONDecodeError, OSError, AttributeError, TypeError, ValueError) as exc:
         raise DruwasError(f"{path}: not a readable dataset.json ({exc}); fix it or pass --year-override") from exc
-    return None if value is None else int(value)
+    try:
+        release = release_of_dataset(info)
+    except DruwasError:
+        release = None
+    if release is not None:
+        return release.key, year if year is not None else release.year
+    recorded = info.get("release", year)
+    return (None if recorded is None else str(recorded).strip().lower()), year
 
 
-def dataset_year(dataset_dir: Path, overrides: dict[str | int, int] | None = None) -> int | None:
-    """The BraTS year of one results dataset folder (see the module docstring for the order).
+def dataset_release(dataset_dir: Path, overrides: dict[str | int, int] | None = None) -> tuple[str | None, int | None]:
+    """The release (``"2020"``, ``"2021"``, ``"msd"``, ...) and BraTS year of one results dataset folder
+    (see the module docstring for the order); (None, None) when nothing records them.
 
     Args:
         dataset_dir: ``<results>/DatasetXXX_Name``.
@@ -130,15 +144,15 @@ def dataset_year(dataset_dir: Path, overrides: dict[str | int, int] | None = Non
     match = _DATASET_DIR.match(name)
     for key in (name, int(match.group(1)) if match else None):
         if key in overrides:
-            return overrides[key]
+            return str(overrides[key]), overrides[key]
     candidates = [Path(folder) / name / "dataset.json"
                   for folder in (env.value("nnUNet_raw"), env.value("nnUNet_preprocessed")) if folder]
     candidates += sorted(dataset_dir.glob("*__*__*/dataset.json"))
     for path in candidates:
-        year = _brats_year_from(path)
-        if year is not None:
-            return year
-    return None
+        release, year = _release_from(path)
+        if release is not None:
+            return release, year
+    return None, None
 
 
 def read_metrics(path: Path, protocol: str | None = None) -> pd.DataFrame:
@@ -215,10 +229,10 @@ def collect(results: Path | str | None, year_overrides: dict[str | int, int] | N
     for dataset_dir, dataset_runs in found.items():
         if not dataset_runs:
             continue
-        year = dataset_year(dataset_dir, year_overrides)
-        if year is None and any((f / name).is_file() for *_, folds in dataset_runs for f in folds.values()):
-            notes.append(f"{dataset_dir.name} has no brats_year in its dataset.json: it is in per_case.csv and "
-                         f"the statistics but in no table; pass --year-override "
+        release, year = dataset_release(dataset_dir, year_overrides)
+        if release is None and any((f / name).is_file() for *_, folds in dataset_runs for f in folds.values()):
+            notes.append(f"{dataset_dir.name} has no brats_year (or release) in its dataset.json: it is in "
+                         f"per_case.csv and the statistics but in no table; pass --year-override "
                          f"{dataset_dir.name[7:10]}=YEAR to place it.")
         expected: dict[str, set[int]] = {}
         for _, _, configuration, folds in dataset_runs:
@@ -228,19 +242,19 @@ def collect(results: Path | str | None, year_overrides: dict[str | int, int] | N
             run, run_frames = _read_run(keys, folds, expected[configuration], protocol, errors)
             base, repeat = split_repeat(trainer)
             variant = lookup_trainer(base)
-            runs.append(dict(**keys, dataset_id=int(dataset_dir.name[7:10]), brats_year=year, base_trainer=base,
-                             repeat=repeat, variant=variant[0].key if variant else None,
+            runs.append(dict(**keys, dataset_id=int(dataset_dir.name[7:10]), brats_year=year, release=release,
+                             base_trainer=base, repeat=repeat, variant=variant[0].key if variant else None,
                              recipe=variant[1] if variant else None, protocol=protocol, **run))
             frames += run_frames
-    described = ["dataset_id", "brats_year", "base_trainer", "repeat", "variant", "recipe", "protocol"]
+    described = ["dataset_id", "brats_year", "release", "base_trainer", "repeat", "variant", "recipe", "protocol"]
     run_table = pd.DataFrame(runs, columns=RUN_KEYS + described + ["folds", "complete", "issues"])
     run_table["brats_year"] = run_table["brats_year"].astype("Int64")
     per_case = pd.concat(frames, ignore_index=True) if frames else \
         pd.DataFrame(columns=["fold", *CSV_COLUMNS, *RUN_KEYS])
     per_case = per_case.drop(columns="protocol").merge(run_table[RUN_KEYS + described + ["complete"]],
                                                        on=RUN_KEYS, how="left")
-    columns = ["dataset", "dataset_id", "brats_year", "trainer", "base_trainer", "repeat", "plans", "configuration",
-               "variant", "recipe", "protocol", "complete", "fold", *CSV_COLUMNS[:-1]]
+    columns = ["dataset", "dataset_id", "brats_year", "release", "trainer", "base_trainer", "repeat", "plans",
+               "configuration", "variant", "recipe", "protocol", "complete", "fold", *CSV_COLUMNS[:-1]]
     per_case = per_case[columns].astype({"fold": int, "dataset_id": int, "repeat": int})
     if results is not None and run_table.empty:
         notes.append(f"No runs were found in {results} (it has no Dataset*/<trainer>__<plans>__<configuration>/"

@@ -8,6 +8,8 @@
   :func:`short_label`: a variant in a few characters (figures), derived from its switches.
 - :func:`ablation_row`: the Table 4 row of a variant; None for a reference (a variant without one,
   or a trainer outside the DRUwAS family).
+- :func:`release_title` / :func:`release_slug`: a dataset's release (``"2021"``, ``"msd"``) in words and in
+  file names (``BraTS 2021``, ``brats2021``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from nnunetv2_druwas import variants
+from nnunetv2_druwas.data.brats import RELEASES
 from nnunetv2_druwas.evaluation.protocols import PROTOCOLS
 from nnunetv2_druwas.variants import reference_label, variant_by_key
 
@@ -146,3 +149,26 @@ def short_label(variant: str | None, trainer: str = "") -> str:
              and all(getattr(v, n) == getattr(found, n) for n, _ in _SWITCH_ABBREVIATIONS)}
     nonlin = NONLIN_NAMES.get(found.nonlin, found.nonlin) if len(twins) > 1 or found.nonlin != "relu" else ""
     return " ".join(filter(None, (str(found.table4_row), switches or "baseline", nonlin)))
+
+
+def release_title(release: str) -> str:
+    """A release in words: its title in :data:`nnunetv2_druwas.data.brats.RELEASES` (``BraTS 2021``,
+    ``Medical Segmentation Decathlon Task01_BrainTumour``), else ``BraTS <key>`` for a year, else the key.
+
+    Args:
+        release: a release key (``"2021"``, ``"msd"``).
+    """
+    known = RELEASES.get(release)
+    return known.title if known is not None else f"BraTS {release}" if release.isdigit() else release
+
+
+def release_slug(release: str) -> str:
+    """A release in file names: ``brats2021``, ``brats2023``, ``msd`` (characters other than letters, digits,
+    ``-`` and ``_`` dropped).
+
+    Args:
+        release: a release key (``"2021"``, ``"msd"``).
+    """
+    known = RELEASES.get(release)
+    slug = f"brats{release}" if (known.year if known is not None else release.isdigit()) else release
+    return "".join(ch for ch in slug.lower() if ch.isalnum() or ch in "-_") or "unnamed"

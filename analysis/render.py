@@ -1,4 +1,4 @@
-"""Tables 1-4 as Markdown, LaTeX (booktabs) and HTML, from one layout.
+"""The tables as Markdown, LaTeX (booktabs) and HTML, from one layout.
 
 What every format shows (decisions):
 
@@ -10,16 +10,20 @@ What every format shows (decisions):
   row's cases says ``n=...``. A difference within run-to-run noise carries :data:`NOISE_MARK`.
 - Bold: the best value of a column (highest Dice, lowest HD95) within comparable rows: among the
   published rows *and the paper's own rows* (all are numbers printed by a source under its own,
-  unstated protocol), and separately among the complete measured rows (one harness, one protocol),
-  compared at the printed precision. Difference rows and incomplete (dagger) runs are never bold.
+  unstated protocol), and separately among the complete measured rows, with and without postprocessing
+  (one harness, one protocol), compared at the printed precision. Difference rows and incomplete
+  (dagger) runs are never bold.
 - Tables 1-3 group their rows (published, the paper's, measured) under a heading each, reference
   rows (nnU-Net) last; Table 4 groups by its row number: the paper's row, the measured runs of that
-  variant, and ``measured - paper`` (the measured row minus the paper's row of the same variant),
-  then the measured reference rows under their own heading; Table 4b groups each variant's
-  differences to the baseline and to nnU-Net by row number.
+  variant (each followed by its ``+ postprocessing`` row), and ``measured - paper`` (the measured row minus
+  the paper's row of the same variant), then the measured reference rows under their own heading; Table 4b
+  groups each variant's differences to the baseline and to nnU-Net by row number. The ablation table of a
+  release the paper has no table of (``table_ablation_<release>``, e.g. ``table_ablation_brats2021``) groups
+  the same way: each measured run, its ``+ postprocessing`` row and its differences to the baseline and to
+  nnU-Net, then the reference rows.
 - Every format renders a :class:`Sheet` (a :class:`Layout` of lead columns, metric columns under
   spanning headers, and titled row groups); :func:`layout` makes it for the paper's tables,
-  :mod:`analysis.protocol_table` for ``protocols``.
+  :mod:`analysis.protocol_table` for ``protocols``, :mod:`analysis.complexity_table` for Table 5.
 - LaTeX: a ``table*`` float (full text width of a two-column paper) that needs ``booktabs``,
   ``array`` and ``graphicx``; a tabular wider than the text or taller than the page leaves beside its
   caption and footnotes (Table 1 with many measured rows) is scaled down to fit; long method names wrap, paths in
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.collect import REGIONS
-from analysis.display import MINUS, metric_label, sample_label, setting_label
+from analysis.display import MINUS, metric_label, release_slug, release_title, sample_label, setting_label
 from analysis.published import METRIC_COLUMNS
 
 CAPTIONS = {
@@ -46,9 +50,14 @@ CAPTIONS = {
     "4b": "Ablation study on BraTS 2020, measured: each variant minus the baseline and minus nnU-Net on the "
           "same folds (mean paired difference over the matched cases)",
 }
+#: The caption of a per-release ablation table (``{}``: the release's title).
+RELEASE_CAPTION = ("Ablation study on {}, measured (the paper has no rows for it): each run, with and without "
+                   "nnU-Net's BraTS postprocessing, and each variant minus the baseline and minus nnU-Net on the "
+                   "same folds")
 DAGGER = "\u2020"
 NOISE_MARK = "\u2021"
 DIFFERENCE = "measured - paper"
+POSTPROCESSED = "measured + postprocessing"
 BASELINE_DIFFERENCE = "variant - baseline"
 REFERENCE_DIFFERENCE = "variant - nnU-Net"
 DIFFERENCES = (DIFFERENCE, BASELINE_DIFFERENCE, REFERENCE_DIFFERENCE)
@@ -56,18 +65,26 @@ DECIMALS = {"dice": 4, "hd95": 2}
 GROUP_TITLES = {"published": "Published", "paper": "This paper (as printed)",
                 "measured": "Measured (this harness)"}
 REFERENCE_TITLE = "References: nnU-Net on the same folds (measured)"
-SOURCE_LABELS = {"paper": "paper", "measured": "measured", DIFFERENCE: f"measured {MINUS} paper",
+SOURCE_LABELS = {"paper": "paper", "measured": "measured", POSTPROCESSED: "+ postprocessing",
+                 DIFFERENCE: f"measured {MINUS} paper",
                  BASELINE_DIFFERENCE: f"variant {MINUS} baseline", REFERENCE_DIFFERENCE: f"variant {MINUS} nnU-Net"}
 
 
 @dataclass
 class Table:
-    """One of the paper's tables (``number`` 1-4) or Table 4b (``"4b"``): its rows (``frame``, columns
+    """One of the paper's tables (``number`` 1-4), Table 4b (``"4b"``) or the ablation table of a release the
+    paper has no table of (``release`` set, ``number`` ``ablation_<slug>``): its rows (``frame``, columns
     :data:`analysis.tables.TABLE_COLUMNS`), footnotes and the unit of its measured HD95 values."""
     number: int | str
     frame: pd.DataFrame
     footnotes: list[str]
     hd95_unit: str = "mm"
+    release: str | None = None
+
+    @property
+    def ablation(self) -> bool:
+        """Rows grouped by the Table 4 row number (Tables 4, 4b and every per-release ablation table)."""
+        return self.number in (4, "4b") or self.release is not None
 
 
 @dataclass
@@ -124,7 +141,7 @@ def best_mask(frame: pd.DataFrame) -> pd.DataFrame:
     """
     mask = pd.DataFrame(False, index=frame.index, columns=list(METRIC_COLUMNS))
     pools = {"printed": frame["source"].isin(["published", "paper"]),
-             "measured": (frame["source"] == "measured") & frame["complete"].eq(True)}
+             "measured": frame["source"].isin(["measured", POSTPROCESSED]) & frame["complete"].eq(True)}
     for name, pool in pools.items():
         for column in METRIC_COLUMNS:
             metric = column.split("_")[0]
@@ -176,7 +193,7 @@ def layout(table: Table) -> Layout:
     incomplete = _incomplete(frame)
     measured = ~frame["source"].isin(["published", "paper"])
     several = frame.loc[measured, "dataset"].nunique() > 1
-    ablation = table.number in (4, "4b")
+    ablation = table.ablation
     rows = []
     for index, row in frame.iterrows():
         dagger = DAGGER if incomplete[index] else ""
@@ -185,7 +202,8 @@ def layout(table: Table) -> Layout:
             reference = pd.isna(row["table4_row"])
             method = row["method"] if row["source"] == "paper" or reference else \
                 setting_label(row["recipe"], row["configuration"], row["plans"], row["dataset"] if several else None)
-            source = f"{MINUS} {row['compared_with']}" if table.number == "4b" else SOURCE_LABELS[row["source"]]
+            source = f"{MINUS} {row['compared_with']}" if row["source"] in (BASELINE_DIFFERENCE, REFERENCE_DIFFERENCE) \
+                else SOURCE_LABELS[row["source"]]
             lead = ["" if reference else str(row["table4_row"]), method + dagger, source, _sample(row)]
             key = "reference" if reference else row["table4_row"]
         else:
@@ -209,6 +227,9 @@ def sheet(item: Table | Sheet) -> Sheet:
     """A paper table as a :class:`Sheet` (a sheet stays as it is)."""
     if isinstance(item, Sheet):
         return item
+    if item.release is not None:
+        return Sheet(f"table_ablation_{release_slug(item.release)}", f"Ablation, {release_title(item.release)}.",
+                     RELEASE_CAPTION.format(release_title(item.release)), layout(item), item.footnotes)
     return Sheet(f"table{item.number}", f"Table {item.number}.", CAPTIONS[item.number], layout(item), item.footnotes)
 
 

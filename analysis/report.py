@@ -75,14 +75,15 @@ def build_report(tables: list[Table | Sheet], statistics: list[tuple[str, str, p
     """The report page as one HTML string.
 
     Args:
-        tables: Tables 1-4 and 4b (:func:`analysis.tables.build_tables`) and the protocols sheet
+        tables: Tables 1-4, 4b and the other releases' ablation tables (:func:`analysis.tables.build_tables`),
+            Table 5 (:func:`analysis.complexity_table.complexity_sheet`) and the protocols sheet
             (:func:`analysis.protocol_table.protocol_sheet`), in the order shown.
         statistics: (id, caption, frame) of each statistics table to show.
         notes: remarks that concern no single table (datasets without a BraTS year, skipped folders, ranking).
         figures: figure name -> (caption, PNG file to embed) (:func:`analysis.plots.draw_all`).
         source: where the numbers come from (the results folder), for the page's header.
     """
-    sections = [("tables", "Tables 1-4, 4b and protocols"), ("statistics", "Statistics"), ("figures", "Figures")]
+    sections = [("tables", "Tables"), ("statistics", "Statistics"), ("figures", "Figures")]
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>nnunetv2-druwas: tables and figures</title>", f"<style>{STYLE}</style></head><body>",
              "<h1>nnunetv2-druwas: the paper's tables, statistics and figures</h1>",
@@ -92,7 +93,7 @@ def build_report(tables: list[Table | Sheet], statistics: list[tuple[str, str, p
     if notes:
         parts.append('<h2 id="notes">Notes</h2><ul class="notes">'
                      + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    parts.append('<h2 id="tables">Tables 1-4, 4b and protocols</h2>')
+    parts.append('<h2 id="tables">Tables</h2>')
     parts += [to_html(table) for table in tables]
     parts.append('<h2 id="statistics">Statistics</h2>')
     for table_id, caption, frame in statistics:

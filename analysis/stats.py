@@ -21,11 +21,15 @@ group's recipe is nnU-Net's. The ``reference`` column says which one was used.
 - :func:`wilcoxon_tests`: paired Wilcoxon signed-rank tests (``scipy.stats.wilcoxon``,
   two-sided, its defaults) per region and metric, between each ablation variant and the
   baseline, between the Swish and the ReLU (``full``) model, and between each ablation variant
-  and nnU-Net's default. The runs compared share
+  and nnU-Net's default (family ``variants``). The runs compared share
   recipe, plans and configuration; datasets are pooled. When every paired difference is zero
   the test has nothing to reject: p = 1 (scipy returns NaN there for larger n), and the test
-  stays in its family. The Holm correction runs over all tests of one (recipe, plans,
-  configuration) group.
+  stays in its family. The Holm correction runs over all tests of one (family, recipe, plans,
+  configuration) group. Family ``postprocessing`` (decision: a family of its own, since it asks
+  another question): every row (each DRUwAS variant, and each other trainer under its own name) with
+  nnU-Net's BraTS postprocessing against the same row without (:data:`POSTPROCESSED_SUFFIX`), matched
+  on (dataset, fold, case), ET only: the postprocessing turns enhancing tumour into tumour core, so WT
+  and TC never change.
 - :func:`bootstrap_ci`: percentile bootstrap 95 % confidence intervals of each run's mean
   per region and metric (``scipy.stats.bootstrap``; a fresh generator seeded with ``seed``
   for every interval, so an interval does not depend on which others are computed).
@@ -55,6 +59,10 @@ METRICS = ("dice", "hd95")
 GROUP_KEYS = ["recipe", "plans", "configuration"]
 SWITCHES = ("residual", "attention_gate", "spatial_attention", "nonlin")
 HIGHER_IS_BETTER = {"dice": True, "hd95": False}
+#: appended to a row's variant key in the postprocessing family of :func:`wilcoxon_tests`.
+POSTPROCESSED_SUFFIX = " + postprocessing"
+#: the only region nnU-Net's BraTS postprocessing changes.
+POSTPROCESSED_REGIONS = ("ET",)
 #: The key of nnU-Net's default run (trainer nnUNetTrainer, plans nnUNetPlans) in comparisons.
 NNUNET_DEFAULT = "nnUNetTrainer"
 NNUNET_DEFAULT_PLANS = "nnUNetPlans"
@@ -200,24 +208,54 @@ def paired_differences(per_case: pd.DataFrame, keys: list[str],
     return rows
 
 
-def wilcoxon_tests(per_case: pd.DataFrame) -> pd.DataFrame:
-    """Paired Wilcoxon signed-rank tests, Holm-corrected; one row per test.
+def postprocessing_pairs(per_case: pd.DataFrame, postprocessed: pd.DataFrame) -> list[dict]:
+    """:func:`paired_differences` of every row with nnU-Net's BraTS postprocessing against the same row without
+    (ET only), per (recipe, plans, configuration), datasets pooled.
+
+    Args:
+        per_case: the tidy table without postprocessing (with repeats: :func:`over_repeats` of it).
+        postprocessed: the same with postprocessing (:func:`analysis.postprocessing.postprocess`), same columns.
+
+    A row outside the DRUwAS family is keyed by its trainer (recipe empty); the postprocessed side's key
+    ends in :data:`POSTPROCESSED_SUFFIX`.
+    """
+    def keyed(frame: pd.DataFrame, suffix: str = "") -> pd.DataFrame:
+        frame = frame[frame["region"].isin(POSTPROCESSED_REGIONS)]
+        return frame.assign(variant=frame["variant"].fillna(frame["trainer"]).astype(str) + suffix,
+                            recipe=frame["recipe"].fillna(""))
+
+    if postprocessed.empty:
+        return []
+    both = pd.concat([keyed(per_case), keyed(postprocessed, POSTPROCESSED_SUFFIX)], ignore_index=True)
+    keys = sorted(set(keyed(postprocessed)["variant"]))
+    return paired_differences(both, GROUP_KEYS, [(key + POSTPROCESSED_SUFFIX, key) for key in keys])
+
+
+def wilcoxon_tests(per_case: pd.DataFrame, postprocessed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Paired Wilcoxon signed-rank tests, Holm-corrected per family; one row per test.
 
     Args:
         per_case: the tidy table of :func:`analysis.collect.collect` (with repeats: :func:`over_repeats`
             of it); nnU-Net's default run enters through :func:`comparable`.
+        postprocessed: the same rows with nnU-Net's BraTS postprocessing (same columns), for the
+            ``postprocessing`` family (:func:`postprocessing_pairs`); None: no such tests.
 
-    Returns columns recipe, plans, configuration, variant, reference (a variant key, or
-    :data:`NNUNET_DEFAULT`), region, metric, n (matched pairs), n_unpaired, mean_variant, mean_reference (over the matched pairs), mean_difference and
-    median_difference (variant minus reference), statistic, p_value (1 when every difference is
-    zero), p_holm, significant (p_holm < 0.05).
+    Returns columns family (``variants`` or ``postprocessing``), recipe, plans, configuration, variant,
+    reference (a variant key, or :data:`NNUNET_DEFAULT`; in the postprocessing family the row's key, its
+    variant the same key with :data:`POSTPROCESSED_SUFFIX`), region, metric, n (matched pairs), n_unpaired,
+    mean_variant, mean_reference (over the matched pairs), mean_difference and median_difference (variant
+    minus reference), statistic, p_value (1 when every difference is zero), p_holm, significant
+    (p_holm < 0.05).
     """
     from scipy.stats import wilcoxon
 
-    columns = [*GROUP_KEYS, "variant", "reference", "region", "metric", "n", "n_unpaired", "mean_variant",
+    columns = ["family", *GROUP_KEYS, "variant", "reference", "region", "metric", "n", "n_unpaired", "mean_variant",
                "mean_reference", "mean_difference", "median_difference", "statistic", "p_value", "p_holm",
                "significant"]
-    rows = paired_differences(comparable(per_case), GROUP_KEYS, comparisons())
+    rows = [dict(row, family="variants") for row in paired_differences(comparable(per_case), GROUP_KEYS,
+                                                                        comparisons())]
+    if postprocessed is not None:
+        rows += [dict(row, family="postprocessing") for row in postprocessing_pairs(per_case, postprocessed)]
     for row in rows:
         x, y = row.pop("x"), row.pop("y")
         if np.all(x == y):   # nothing to rank: no evidence of a difference
@@ -227,7 +265,7 @@ def wilcoxon_tests(per_case: pd.DataFrame) -> pd.DataFrame:
             statistic, p_value = float(result.statistic), float(result.pvalue)
         row.update(statistic=statistic, p_value=p_value)
     table = pd.DataFrame(rows, columns=columns)
-    for _, family in table.groupby(GROUP_KEYS, sort=False):
+    for _, family in table.groupby(["family", *GROUP_KEYS], sort=False):
         table.loc[family.index, "p_holm"] = holm(family["p_value"])
     table["significant"] = table["p_holm"] < 0.05
     return table

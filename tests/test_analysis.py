@@ -43,7 +43,10 @@ LAYOUT = {
                              "nnUNetTrainerDRUwAS_SAAG": (0,)},                           # fold 1: checkpoint only
     "Dataset502_BraTS2018": {"nnUNetTrainerDRUwAS": (0, 1), "nnUNetTrainerDRUwASSwish": (0, 1)},
     "Dataset990_Tiny": {"nnUNetTrainerDRUwAS_Baseline": (0,)},
+    # the Decathlon's release (no BraTS year): its own ablation table; a trainer outside every paired test
+    "Dataset505_MSDBrainTumour": {"nnUNetTrainer_100epochs": (0, 1)},
 }
+COMPLEXITY = REPO / "docs" / "benchmarks" / "complexity_cpu" / "complexity.csv"    # timed: Table 5 with ratios
 MISSING = ("Dataset500_BraTS2020", "nnUNetTrainerDRUwAS_Res", 1, "Dataset500_BraTS2020_11", "TC")
 # an empty-mask failure (empty prediction of a non-empty reference: Dice 0, HD95 373.13) and a NaN HD95
 FAILURE = ("Dataset500_BraTS2020", "nnUNetTrainerDRUwAS_SA", 0, "Dataset500_BraTS2020_02", "ET")
@@ -107,6 +110,8 @@ def _write_results(root: Path) -> tuple[Path, dict[str, str], pd.DataFrame, dict
     # BraTS years: 2020 from nnUNet_raw, 2018 from the copy in the trainer folder, none for 990
     (raw / "Dataset500_BraTS2020").mkdir(parents=True)
     (raw / "Dataset500_BraTS2020" / "dataset.json").write_text(json.dumps({"brats_year": 2020}))
+    (raw / "Dataset505_MSDBrainTumour").mkdir()
+    (raw / "Dataset505_MSDBrainTumour" / "dataset.json").write_text(json.dumps({"release": "msd"}))
     for (dataset, trainer, fold), rows in truth.groupby(["dataset", "trainer", "fold"]):
         folder = results / dataset / f"{trainer}__{PLANS}__{CONFIG}" / f"fold_{fold}"
         folder.mkdir(parents=True)
@@ -126,6 +131,7 @@ def _write_results(root: Path) -> tuple[Path, dict[str, str], pd.DataFrame, dict
     unevaluated = results / "Dataset500_BraTS2020" / f"nnUNetTrainerDRUwAS_AG_nnUNetRecipe__{PLANS}__{CONFIG}"
     (unevaluated / "fold_0").mkdir(parents=True)
     (unevaluated / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
+    shutil.copy(COMPLEXITY, results / "complexity.csv")          # found there: Table 5
     env = dict(os.environ, nnUNet_raw=str(raw), nnUNet_preprocessed=str(root / "preprocessed"),
                nnUNet_results=str(results), MPLBACKEND="Agg")
     return results, env, truth, logs
@@ -306,6 +312,8 @@ def test_tables_1_to_3_measured_rows(built):
             {"published": 19, "measured": len(LAYOUT["Dataset500_BraTS2020"]), "paper": 2})
     _check_measured(table1, truth, "Dataset500_BraTS2020", LAYOUT["Dataset500_BraTS2020"])
     _check_measured(table2, truth, "Dataset502_BraTS2018", LAYOUT["Dataset502_BraTS2018"])
+    _check_measured(_read(built, "table_ablation_msd.csv"), truth, "Dataset505_MSDBrainTumour",
+                    LAYOUT["Dataset505_MSDBrainTumour"])             # the Decathlon's release: a table of its own
     assert set(table3["source"]) == {"published", "paper"}          # Dataset990 has no BraTS year
     # ... which is said on stdout and in the output files, not only on stdout
     for name in ("notes.md", "report.html"):
@@ -458,16 +466,18 @@ def test_latex_compiles_on_its_own_and_fits_a_page(built, tmp_path):
 
     for path in built["out"].glob("*.tex"):
         shutil.copy(path, tmp_path / path.name)
-    for number in (1, 2, 3, 4, "4b", "s"):
-        name = "protocols" if number == "s" else f"table{number}"
+    # every table written: the paper's, Table 4b, the Decathlon's ablation table, Table 5 and the protocols
+    names = sorted(p.stem for p in built["out"].glob("*.tex") if p.stem != "tables")
+    assert names == ["protocols", "table1", "table2", "table3", "table4", "table4b", "table5", "table_ablation_msd"]
+    for name in names:
         tex = (tmp_path / f"{name}.tex").read_text()
         assert r"\begin{table*}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
         assert not re.search(r"(^|[&{ ])-\d", tex, re.MULTILINE), "a number with a hyphen for a minus"
         assert "\u2212" not in tex and "\u00b1" not in tex and "\u2020" not in tex
-        (tmp_path / f"alone{number}.tex").write_text(latex_document([rf"\input{{{name}}}"]))
-        log = _pdflatex(tmp_path, f"alone{number}.tex")
-        assert "Overfull \\hbox" not in log and "Float too large" not in log, number
-        assert re.search(r"Output written on alone\w+\.pdf \(1 page", log), number
+        (tmp_path / f"alone_{name}.tex").write_text(latex_document([rf"\input{{{name}}}"]))
+        log = _pdflatex(tmp_path, f"alone_{name}.tex")
+        assert "Overfull \\hbox" not in log and "Float too large" not in log, name
+        assert re.search(r"Output written on alone_\w+\.pdf \(1 page", log), name
     table4 = (tmp_path / "table4.tex").read_text()
     assert "$-$0." in table4 and r"measured $-$ paper" in table4        # a real minus sign
     assert r"nnUNetRecipe\_\allowbreak{}\_\allowbreak{}nnUNetPlans" in table4   # break points in long names
@@ -536,8 +546,8 @@ def test_report_is_one_self_contained_page_that_renders(built):
     text = page_path.read_text()
     figures = sorted(p.stem for p in (built["out"] / "plots").glob("*.png"))
     assert all(link.startswith("data:") for link in re.findall(r'(?:src|href)="([^"#][^"]*)"', text))
-    for anchor in [f"table{n}" for n in (1, 2, 3, 4, "4b")] + ["protocols"] + figures + \
-            ["wilcoxon", "switches", "ranking", "bootstrap"]:
+    for anchor in [f"table{n}" for n in (1, 2, 3, 4, "4b", 5)] + ["table_ablation_msd", "protocols"] + figures + \
+            ["wilcoxon", "postprocessing", "switches", "ranking", "bootstrap"]:
         assert f'id="{anchor}"' in text, anchor
     assert "0.9121/0.9121/0.8583" in text and "Incomplete run" in text      # the tables' footnotes
     chromium, driver = browser.executables()
@@ -550,7 +560,7 @@ def test_report_is_one_self_contained_page_that_renders(built):
         pictures = page.element_screenshots("img")
     assert len(state["images"]) == len(figures) == len(pictures)
     assert all(complete and width > 0 for complete, width in state["images"]), state["images"]
-    assert state["tables"] == 6          # Tables 1-4, 4b and the protocols
+    assert state["tables"] == 8          # Tables 1-4, 4b, the Decathlon's ablation table, Table 5 and the protocols
     artefact = REPO / "test-artifacts" / "report.png"
     artefact.parent.mkdir(exist_ok=True)
     artefact.write_bytes(screenshot)
