@@ -12,7 +12,7 @@ import pytest
 
 from nnunetv2_druwas.demo import DemoSettings, prepare_workdir
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.variants import VARIANTS
+from nnunetv2_druwas.variants import ABLATION_VARIANTS
 
 SHORT = ["--cases", "6", "--shape", "40", "40", "32", "--epochs", "1", "--iters", "2"]
 
@@ -35,7 +35,7 @@ def test_demo_end_to_end_and_resume(tmp_path):
     assert not user.exists()
 
     results = workdir / "nnUNet_results" / "Dataset500_BraTS2020"
-    for v in VARIANTS:
+    for v in ABLATION_VARIANTS:
         fold = results / f"{v.trainer}__nnUNetPlans__3d_fullres" / "fold_0"
         assert (fold / "checkpoint_final.pth").is_file(), v.trainer
         metrics = pd.read_csv(fold / "brats_metrics.csv")
@@ -44,15 +44,15 @@ def test_demo_end_to_end_and_resume(tmp_path):
 
     table4 = pd.read_csv(workdir / "tables" / "table4.csv")
     measured = table4[table4["source"] == "measured"]
-    assert len(measured) == len(VARIANTS)
-    assert len(table4[table4["source"] == "paper"]) == len(VARIANTS)
+    assert len(measured) == len(ABLATION_VARIANTS)
+    assert len(table4[table4["source"] == "paper"]) == len(ABLATION_VARIANTS)
     assert "Table 4" in first.stdout and str(workdir / "tables") in first.stdout
     assert (workdir / "tables" / "plots").is_dir()
 
     # A rerun with the same settings resumes: every step is found done and skipped.
     second = _demo(workdir, env)
     assert second.returncode == 0, second.stderr[-4000:]
-    assert second.stdout.count("already done, skipped") == 3 + len(VARIANTS)
+    assert second.stdout.count("already done, skipped") == 3 + len(ABLATION_VARIANTS)
 
     # Other settings on the same folder are refused, not mixed in.
     other = subprocess.run([sys.executable, "-m", "nnunetv2_druwas.cli", "demo", "--workdir", str(workdir),

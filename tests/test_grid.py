@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, TINY_ID, results_env, run_command
 from nnunetv2_druwas import grid
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.variants import VARIANTS, trainer_name
+from nnunetv2_druwas.variants import ABLATION_VARIANTS, REFERENCES, trainer_name
 
 DATASET = "Dataset990_Tiny"
 FULL, SWISH = "nnUNetTrainerDRUwAS", "nnUNetTrainerDRUwASSwish"
@@ -49,13 +49,16 @@ def selection(trainers=(FULL, SWISH), folds=(0, 1, 2, 3, 4)) -> grid.Selection:
 
 def test_trainer_selection_expands_keys_and_all_with_continuations_last():
     paper = grid.select_trainers(["all"])
-    assert paper == tuple(v.trainer for v in VARIANTS)
+    assert paper == tuple(v.trainer for v in ABLATION_VARIANTS)   # the seven rows of Table 4
     assert paper.index(SWISH) > paper.index(FULL)
-    assert len(grid.select_trainers(["all"], "both")) == 2 * len(VARIANTS)
+    assert len(grid.select_trainers(["all"], "both")) == 2 * len(ABLATION_VARIANTS)
+    # nnU-Net's network under the DRUwAS recipes is chosen by its key, after the ablation rows
+    assert grid.select_trainers(["nnunet", "baseline"], "strict") == (
+        "nnUNetTrainerDRUwAS_Baseline_PaperStrict", "nnUNetTrainerDRUwAS_nnUNetNetwork_PaperStrict")
     both = set(grid.select_trainers(["all"], "both"))
     assert not any(name.endswith("_PaperStrict") for name in both)        # "both" keeps its meaning
     strict = grid.select_trainers(["all"], "strict")
-    assert strict == tuple(f"{v.trainer}_PaperStrict" for v in VARIANTS)
+    assert strict == tuple(f"{v.trainer}_PaperStrict" for v in ABLATION_VARIANTS)
     assert set(grid.select_trainers(["all"], "all")) == both | set(strict)
     assert grid.select_trainers(["swish", "full"], "strict") == (f"{FULL}_PaperStrict", f"{SWISH}_PaperStrict")
     with pytest.raises(DruwasError, match="unknown recipe 'strikt'; choose one of paper, nnunet, strict, both, all"):
@@ -231,7 +234,7 @@ def test_status_from_results_and_queue(env, tmp_path):
 def test_gpu_hours_multiply_runs_epochs_and_epoch_time():
     trainers = grid.select_trainers(["all"])
     rows = grid.gpu_hours(36.0, trainers, datasets=3, folds=5, epochs={t: 10 for t in trainers})
-    assert [r["variant"] for r in rows] == [v.key for v in VARIANTS] + ["total"]
+    assert [r["variant"] for r in rows] == [v.key for v in ABLATION_VARIANTS] + ["total"]
     assert all(r["runs"] == 15 and r["gpu_hours"] == pytest.approx(15 * 10 * 36 / 3600) for r in rows[:-1])
     assert rows[-1]["gpu_hours"] == pytest.approx(7 * 1.5)
     # one GPU per task: the longest chain is ReLU then its Swish continuation

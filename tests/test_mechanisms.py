@@ -50,7 +50,7 @@ def run_child(script: str, tmp_path: Path, timeout: float = 120) -> subprocess.C
 def test_every_variable_the_harness_reads_is_in_the_table():
     expected = {"nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer", "nnUNet_def_n_proc",
                 "nnUNet_n_proc_DA", "nnUNet_compile", "nnUNet_keep_files_open", "OMP_NUM_THREADS",
-                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_INIT_CHECKPOINT"}
+                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_SEED", "DRUWAS_INIT_CHECKPOINT"}
     assert set(env.VARIABLES) == expected
     assert all(v.kind in env.KINDS for v in env.VARIABLES.values())
     with pytest.raises(KeyError, match="add a row"):
