@@ -130,10 +130,10 @@ def layout(table: Table) -> Layout:
         sample = "" if pd.isna(row["n_cases"]) else sample_label(int(row["n_cases"]), row["folds"])
         cells = [_cell(row, c, bool(mask.at[index, c]) and not incomplete[index]) for c in METRIC_COLUMNS]
         if table.number == 4:
-            method = row["method"] if row["source"] == "paper" else \
+            key = "" if pd.isna(row["table4_row"]) else str(row["table4_row"])   # "": a reference, no row
+            method = row["method"] if row["source"] == "paper" or not key else \
                 setting_label(row["recipe"], row["configuration"], row["plans"], row["dataset"] if several else None)
-            lead = [str(row["table4_row"]), method + dagger, SOURCE_LABELS[row["source"]], sample]
-            key = row["table4_row"]
+            lead = [key, method + dagger, SOURCE_LABELS[row["source"]], sample]
         else:
             lead = [row["method"] + dagger, "" if pd.isna(row["reference"]) else f"[{row['reference']}]",
                     "" if pd.isna(row["year"]) else str(row["year"]), sample]
