@@ -188,6 +188,37 @@ def derived_seeds(seed: int, *stream: int, n: int = 1) -> list[int]:
     return [int(s) for s in np.random.SeedSequence([seed, *stream]).generate_state(n)]
 
 
+class WorkerSeeding:
+    """nnU-Net's data loader as seen by the workers of a ``MultiThreadedAugmenter``: each worker, when
+    batchgenerators tells it its number (``set_thread_id``, before its first batch), seeds Python's
+    ``random``, numpy and torch with its own seed and limits torch to one thread. batchgenerators'
+    ``MultiThreadedAugmenter`` seeds numpy only and leaves torch as forked: every worker would draw the
+    same torch random numbers, and a worker forked from a process whose OpenMP threads ran can hang in
+    its first multithreaded torch call (nnU-Net's ``NonDetMultiThreadedAugmenter`` does both itself).
+
+    Args:
+        loader: nnU-Net's data loader.
+        seeds: one seed per worker.
+    """
+
+    def __init__(self, loader, seeds: list[int]):
+        self.loader, self.seeds = loader, seeds
+
+    def set_thread_id(self, thread_id: int) -> None:
+        torch.set_num_threads(1)
+        seed_everything(self.seeds[thread_id])
+        self.loader.set_thread_id(thread_id)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.loader)
+
+    def __repr__(self) -> str:
+        return f"WorkerSeeding({self.loader!r}, seeds={self.seeds})"
+
+
 class SeededTrainer(nnUNetTrainer):
     """nnU-Net's trainer plus what every training of the harness adds: a seed, the ``DRUWAS_*``
     overrides, and ``fold_N/druwas_run.json`` (module docstring, "Seeds and repeats").
@@ -236,9 +267,10 @@ class SeededTrainer(nnUNetTrainer):
 
     def get_dataloaders(self):
         """nnU-Net's data loaders, seeded: the augmentation in this process (``nnUNet_n_proc_DA=0``)
-        from a seed derived from the run's, the workers from per-worker derived seeds in a
-        ``MultiThreadedAugmenter`` (nnU-Net's ``NonDetMultiThreadedAugmenter`` is swapped for it
-        while nnU-Net builds the loaders). Under DDP every rank derives its own seeds."""
+        from a seed derived from the run's, the workers from per-worker derived seeds
+        (:class:`WorkerSeeding`) in a ``MultiThreadedAugmenter`` (nnU-Net's
+        ``NonDetMultiThreadedAugmenter`` is swapped for it while nnU-Net builds the loaders). Under
+        DDP every rank derives its own seeds."""
         rank = torch.distributed.get_rank() if self.is_ddp else 0
         main_seed = derived_seeds(self.run_seed, rank, 0)[0]
         seed_everything(main_seed)
@@ -247,7 +279,7 @@ class SeededTrainer(nnUNetTrainer):
         def seeded_augmenter(data_loader, transform, num_processes: int, num_cached: int = 2, seeds=None,
                              pin_memory: bool = False, wait_time: float = 0.02) -> MultiThreadedAugmenter:
             workers.append(derived_seeds(self.run_seed, rank, 1 + len(workers), n=num_processes))
-            return MultiThreadedAugmenter(data_loader, transform, num_processes,
+            return MultiThreadedAugmenter(WorkerSeeding(data_loader, workers[-1]), transform, num_processes,
                                           num_cached_per_queue=max(2, math.ceil(num_cached / num_processes)),
                                           seeds=workers[-1], pin_memory=pin_memory, wait_time=wait_time)
 
