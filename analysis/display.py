@@ -122,6 +122,8 @@ def short_label(variant: str | None, trainer: str = "") -> str:
     if not isinstance(variant, str):
         return trainer
     found = variant_by_key(variant)
+    if found.table4_row is None:   # the reference row (nnU-Net's network from the plan): no switches
+        return trainer or found.key
     switches = "".join(f"+{abbreviation}" for name, abbreviation in _SWITCH_ABBREVIATIONS if getattr(found, name))
     twins = {v.nonlin for v in VARIANTS if all(getattr(v, n) == getattr(found, n) for n, _ in _SWITCH_ABBREVIATIONS)}
     nonlin = NONLIN_NAMES.get(found.nonlin, found.nonlin) if len(twins) > 1 or found.nonlin != "relu" else ""
