@@ -163,6 +163,17 @@ def test_env_prints_the_trainer_folder_and_reports_data_folders(tmp_path, capsys
     assert capsys.readouterr().out.strip() == str(TRAINERS.resolve())
 
 
+def test_trainers_command_lists_the_reference_network_and_repeats(capsys):
+    from nnunetv2_druwas.cli import main
+
+    assert main(["trainers"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    reference = [line for line in lines if line.startswith(REFERENCE + " ")]
+    assert len(reference) == 1 and "reference: nnU-Net's network (from the plan) [paper recipe" in reference[0]
+    assert any(line.startswith(f"{SWISH}_PaperStrict ") and line.endswith(f"continues {STRICT}]") for line in lines)
+    assert "nnUNetTrainer_repeat1" in lines[-1] and "DRUWAS_SEED + k" in lines[-1]
+
+
 # --- recipes and overrides, in process ------------------------------------------------------
 
 def test_recipes_and_length_overrides(tiny_preprocessed, tmp_path, monkeypatch):
