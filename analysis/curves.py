@@ -19,7 +19,7 @@ import pandas as pd
 
 from analysis.collect import RUN_KEYS
 from analysis.display import NONLIN_NAMES
-from nnunetv2_druwas.variants import VARIANTS, variant_by_key
+from nnunetv2_druwas.variants import VARIANTS, split_repeat, variant_by_key
 
 LOGGED = {"train_losses": "train_loss", "val_losses": "val_loss", "mean_fg_dice": "pseudo_dice",
           "ema_fg_dice": "ema_pseudo_dice", "lrs": "learning_rate"}
@@ -87,10 +87,11 @@ def continuation_curves(curves: pd.DataFrame) -> pd.DataFrame:
         curves: :func:`training_curves`' table.
 
     Returns the rows of both runs for every (dataset, plans, configuration, recipe, fold) that has
-    both, with ``epoch`` renumbered (the continuation's epoch e becomes e + the epochs the continued
+    both (repeat 0 of each: the trainers without ``_repeat<k>``), with ``epoch`` renumbered (the continuation's epoch e becomes e + the epochs the continued
     fold logged), ``phase`` (the activation: ReLU, Swish) and ``continuation`` (the continuation's key).
     """
     keys = ["dataset", "plans", "configuration", "recipe", "fold"]
+    curves = curves[curves["trainer"].map(lambda trainer: split_repeat(trainer)[1] == 0).astype(bool)]
     frames = []
     for variant in (v for v in VARIANTS if v.continues):
         before = curves[curves["variant"] == variant.continues]

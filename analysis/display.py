@@ -3,8 +3,11 @@
 - :func:`hd95_unit`: the unit of measured HD95 values, derived from the data: a ``protocol``
   column (where the tidy table has one) maps through :data:`HD95_UNITS`; everything else is mm.
 - :func:`sample_label`: how a measured value's sample is shown (cases, folds, repeats).
-- :func:`run_label` / :func:`setting_label`: a run by its variant and by what it was trained with;
+- :func:`run_label` / :func:`setting_label`: a run by its variant (or, for nnU-Net's own trainers,
+  :func:`nnunetv2_druwas.variants.reference_label`) and by what it was trained with;
   :func:`short_label`: a variant in a few characters (figures), derived from its switches.
+- :func:`ablation_row`: the Table 4 row of a variant; None for a reference (a variant without one,
+  or a trainer outside the DRUwAS family).
 """
 from __future__ import annotations
 
@@ -12,15 +15,17 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from nnunetv2_druwas.variants import VARIANTS, variant_by_key
+from nnunetv2_druwas import variants
+from nnunetv2_druwas.evaluation.protocols import PROTOCOLS
+from nnunetv2_druwas.variants import reference_label, variant_by_key
 
 DEFAULT_HD95_UNIT = "mm"
-# protocol -> unit of its HD95, for protocols that do not measure in mm
-HD95_UNITS: dict[str, str] = {}
+# protocol -> unit of its HD95
+HD95_UNITS: dict[str, str] = {name: protocol.hd95_unit for name, protocol in PROTOCOLS.items()}
 METRIC_NAMES = {"dice": "Dice", "hd95": "HD95"}
 BETTER = {"dice": "higher is better", "hd95": "lower is better"}
 MINUS = "\u2212"
-RECIPE_NAMES = {"paper": "paper recipe", "nnunet": "nnU-Net recipe"}
+RECIPE_NAMES = {"paper": "paper recipe", "nnunet": "nnU-Net recipe", "strict": "paper-strict recipe"}
 SWITCH_NAMES = {"residual": "residual blocks", "attention_gate": "attention gate",
                 "spatial_attention": "spatial attention", "swish": "Swish"}
 _SWITCH_ABBREVIATIONS = (("residual", "Res"), ("spatial_attention", "SA"), ("attention_gate", "AG"))
@@ -100,31 +105,44 @@ def setting_label(recipe: str | None, configuration: str, plans: str, dataset: s
     return ", ".join(parts)
 
 
-def run_label(variant: str | None, trainer: str) -> str:
-    """The name of a run's network: the variant's Table 4 label, or the trainer name.
+def ablation_row(variant: str | None) -> int | None:
+    """The paper's Table 4 row of a variant; None for a reference row (a variant without a Table 4 row,
+    such as nnU-Net's network from the plan, or None/NaN: a trainer outside the DRUwAS family).
+
+    Args:
+        variant: ablation variant key, or None/NaN.
+    """
+    return variant_by_key(variant).table4_row if isinstance(variant, str) else None
+
+
+def run_label(variant: str | None, trainer: str, plans: str = "nnUNetPlans") -> str:
+    """The name of a run's network: the variant's label, or for another trainer its reference label
+    (:func:`nnunetv2_druwas.variants.reference_label`: "nnU-Net (default)", "nnU-Net ResEnc M", ...).
 
     Args:
         variant: ablation variant key, or None/NaN for a trainer outside the DRUwAS family.
         trainer: nnU-Net trainer class name.
+        plans: the run's plans identifier (names nnU-Net's reference runs).
     """
-    return variant_by_key(variant).label if isinstance(variant, str) else trainer
+    return variant_by_key(variant).label if isinstance(variant, str) else reference_label(trainer, plans)
 
 
 def short_label(variant: str | None, trainer: str = "") -> str:
     """A variant in a few characters for figure ticks: Table 4 row and switches, e.g. ``4 +SA+AG``,
-    ``7 +Res+SA+AG Swish`` (the activation is named where it tells variants apart); a trainer outside
-    the DRUwAS family keeps its name.
+    ``7 +Res+SA+AG Swish`` (the activation is named where it tells variants apart); a reference variant
+    keeps its label, a trainer outside the DRUwAS family the name given.
 
     Args:
         variant: ablation variant key, or None/NaN.
-        trainer: the trainer name used when ``variant`` is not a key.
+        trainer: the name used when ``variant`` is not a key (e.g. :func:`run_label` of the run).
     """
     if not isinstance(variant, str):
         return trainer
     found = variant_by_key(variant)
-    if found.table4_row is None:   # the reference row (nnU-Net's network from the plan): no switches
-        return trainer or found.key
+    if found.table4_row is None:
+        return found.label
     switches = "".join(f"+{abbreviation}" for name, abbreviation in _SWITCH_ABBREVIATIONS if getattr(found, name))
-    twins = {v.nonlin for v in VARIANTS if all(getattr(v, n) == getattr(found, n) for n, _ in _SWITCH_ABBREVIATIONS)}
+    twins = {v.nonlin for v in variants.VARIANTS if v.table4_row is not None
+             and all(getattr(v, n) == getattr(found, n) for n, _ in _SWITCH_ABBREVIATIONS)}
     nonlin = NONLIN_NAMES.get(found.nonlin, found.nonlin) if len(twins) > 1 or found.nonlin != "relu" else ""
     return " ".join(filter(None, (str(found.table4_row), switches or "baseline", nonlin)))

@@ -13,6 +13,8 @@
 - ``figure4_training_curves``: the paper's Figure 4: the ReLU run's pseudo Dice and loss per
   epoch followed by its Swish continuation's, per fold (thin) and their mean (thick), from
   nnU-Net's own training logs (:func:`analysis.curves.continuation_curves`).
+- ``protocol_comparison``: every measured row's mean Dice, mean HD95 and HD95 ratio to ``brats``
+  per region under every compared protocol side by side (:mod:`analysis.protocol_table`).
 
 :func:`draw_all` returns every figure's name with a caption (the report shows both).
 """
@@ -23,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.collect import REGIONS
-from analysis.display import (METRIC_NAMES, MINUS, SWITCH_NAMES, hd95_unit, metric_label, setting_label,
-                              short_label)
+from analysis.display import (METRIC_NAMES, MINUS, SWITCH_NAMES, ablation_row, hd95_unit, metric_label,
+                              run_label, setting_label, short_label)
 from nnunetv2_druwas.files import Group, replaced_together
 from nnunetv2_druwas.variants import variant_by_key
 
@@ -49,7 +51,7 @@ def _setting(frame: pd.DataFrame, with_dataset: bool = False) -> pd.Series:
 
 def _method_order(frame: pd.DataFrame) -> list[str]:
     rows = frame.drop_duplicates("method")
-    row = rows["variant"].map(lambda k: variant_by_key(k).table4_row if isinstance(k, str) else 99)
+    row = rows["variant"].map(lambda k: ablation_row(k) or 99)
     return rows.assign(row=row).sort_values(["row", "method"])["method"].tolist()
 
 
@@ -63,6 +65,7 @@ def failures(per_case: pd.DataFrame) -> pd.Series:
 
 HD95_TICKS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 DIFFERENCE_TICKS = (-1000, -100, -10, -1, 0, 1, 10, 100, 1000)   # labelled; 2 and 5 of each decade unlabelled
+RATIO_TICKS = (0, 0.5, 1, 2, 5, 10, 20, 50, 100)
 
 
 def _symlog_axis(ax, axis: str = "x", ticks: tuple[float, ...] = HD95_TICKS) -> None:
@@ -188,7 +191,7 @@ def _versus_paper_figure(table4: pd.DataFrame, unit: str):
     from matplotlib.lines import Line2D
 
     paper = table4[table4["source"] == "paper"].set_index("variant")
-    measured = table4[table4["source"] == "measured"]
+    measured = table4[(table4["source"] == "measured") & table4["variant"].isin(paper.index)]
     points = []
     several = measured["dataset"].nunique() > 1
     for _, row in measured.iterrows():
@@ -280,8 +283,62 @@ def _curves_figure(curves: pd.DataFrame):
     return figure
 
 
+def _protocols_figure(comparison: pd.DataFrame):
+    import seaborn as sns
+
+    protocols = [c.removeprefix("dice_") for c in comparison.columns
+                 if c.startswith("dice_") and not c.endswith("_n")]
+    several = comparison["dataset"].nunique() > 1
+    labels = [f"{short_label(v, run_label(v, t, p))} \u00b7 " + setting_label(r, c, p, d if several else None)
+              for v, t, p, r, c, d in zip(comparison["variant"], comparison["trainer"], comparison["plans"],
+                                          comparison["recipe"], comparison["configuration"], comparison["dataset"])]
+    long = []
+    for protocol in protocols:
+        for quantity, column in (("dice", f"dice_{protocol}"), ("hd95", f"hd95_{protocol}"),
+                                 ("ratio", f"hd95_ratio_{protocol}")):
+            if column in comparison:
+                long.append(pd.DataFrame({"run": labels, "region": comparison["region"], "protocol": protocol,
+                                          "quantity": quantity, "value": comparison[column].to_numpy(float)}))
+    long = pd.concat(long, ignore_index=True).dropna(subset=["value"])
+    quantities = [q for q in ("dice", "hd95", "ratio") if q in set(long["quantity"])]
+    units = {p: hd95_unit(pd.DataFrame({"protocol": [p]})) for p in protocols}
+    unit = " or ".join(sorted(set(units.values())))
+    order = list(dict.fromkeys(labels))
+    palette = dict(zip(protocols, sns.color_palette("colorblind", len(protocols))))
+    height = max(2.2, 0.12 * len(order) * len(protocols) + 0.8)
+    figure, rows = _rows_of_panels(len(quantities), len(REGIONS), [height] * len(quantities), 12, sharey=True)
+    titles = {"dice": metric_label("dice", better=True),
+              "hd95": metric_label("hd95", unit, better=True) + ", symmetric log",
+              "ratio": "HD95 / brats's HD95 over the same cases, symmetric log (1: no change)"}
+    for (row, axes), quantity in zip(rows, quantities):
+        row.suptitle(titles[quantity], fontsize=9)
+        for ax, region in zip(axes, REGIONS):
+            subset = long[(long["quantity"] == quantity) & (long["region"] == region)]
+            sns.barplot(data=subset, y="run", x="value", hue="protocol", order=order,
+                        hue_order=[p for p in protocols if p in set(subset["protocol"])] or None, palette=palette,
+                        errorbar=None, ax=ax, legend=False)
+            if quantity == "ratio":
+                ax.axvline(1, color="0.3", linewidth=0.8)
+            if quantity != "dice":
+                _symlog_axis(ax, "x", HD95_TICKS if quantity == "hd95" else RATIO_TICKS)
+            ax.set_title(region, fontsize=9)
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+            ax.tick_params(axis="y", labelsize=7)
+    import matplotlib.pyplot as plt
+
+    figure.legend([plt.Rectangle((0, 0), 1, 1, color=palette[p]) for p in protocols],
+                  [f"{p} (HD95 in {units[p]})" if p in set(long["protocol"]) else f"{p} (no values)"
+                   for p in protocols], title="protocol", loc="outside right upper",
+                  frameon=False, fontsize=8)
+    figure.suptitle("The same predictions under every evaluation protocol (mean over cases; runs: Table 4 row and "
+                    "switches, or the reference's name)", fontsize=10)
+    return figure
+
+
 def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame, curves: pd.DataFrame,
-             folder: Path, group: Group | None = None) -> dict[str, tuple[str, Path]]:
+             folder: Path, group: Group | None = None,
+             comparison: pd.DataFrame | None = None) -> dict[str, tuple[str, Path]]:
     """Draw every figure there is data for into ``folder``.
 
     Args:
@@ -292,20 +349,21 @@ def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame
         folder: where the PNG and PDF files go (created).
         group: the :class:`nnunetv2_druwas.files.Group` that replaces the figures together with other
             outputs (the tables); None: the figures are replaced together on their own.
+        comparison: :func:`analysis.protocol_table.protocol_rows`' table; None or empty: no protocol figure.
 
     Returns:
         figure name -> (caption, the PNG as written: a temporary of ``group`` until it is committed).
     """
     if group is None:
         with replaced_together() as own:
-            return draw_all(per_case, table4, effects, curves, folder, own)
+            return draw_all(per_case, table4, effects, curves, folder, own, comparison)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    folder.mkdir(parents=True, exist_ok=True)
+    group.makedirs(folder)
     sns.set_theme(style="whitegrid", context="paper")
     unit = hd95_unit(per_case)
     drawn = {}
@@ -314,7 +372,8 @@ def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame
         drawn[name] = (caption, _save(figure, folder, name, group))
         plt.close(figure)
 
-    data = per_case.assign(method=[short_label(v, t) for v, t in zip(per_case["variant"], per_case["trainer"])],
+    data = per_case.assign(method=[short_label(v, run_label(v, t, p)) for v, t, p in
+                                   zip(per_case["variant"], per_case["base_trainer"], per_case["plans"])],
                            setting=_setting(per_case), failure=failures(per_case))
     for metric in ("dice", "hd95"):
         keep(_per_case_figure(data, metric, unit), f"per_case_{metric}",
@@ -326,10 +385,15 @@ def draw_all(per_case: pd.DataFrame, table4: pd.DataFrame, effects: pd.DataFrame
         keep(_switch_figure(effects, unit), "switch_effects",
              "Mean paired difference (with minus without the switch) over the cases both runs have, per region; "
              "the facet titles give the number of matched cases.")
-    if (table4["source"] == "measured").any():
+    if ((table4["source"] == "measured") & table4["variant"].isin(table4.loc[table4["source"] == "paper",
+                                                                              "variant"])).any():
         keep(_versus_paper_figure(table4, unit), "measured_vs_paper",
              "Each measured variant's mean against the paper's Table 4 value of the same variant (HD95 on log "
              "axes); points on the dashed line agree.")
+    if comparison is not None and not comparison.empty:
+        keep(_protocols_figure(comparison), "protocol_comparison",
+             "Every measured row's mean Dice and HD95 per region under every protocol compared, and each HD95's "
+             "ratio to the brats protocol's over the same cases (protocols.csv); log axes for HD95 and the ratio.")
     if not curves.empty:
         keep(_curves_figure(curves), "figure4_training_curves",
              "The paper's Figure 4: the ReLU run's epochs followed by its Swish continuation's on one axis "

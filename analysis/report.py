@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.render import Table, to_html
+from analysis.render import Sheet, Table, to_html
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -70,18 +70,19 @@ def _image(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def build_report(tables: dict[int, Table], statistics: list[tuple[str, str, pd.DataFrame]], notes: list[str],
+def build_report(tables: list[Table | Sheet], statistics: list[tuple[str, str, pd.DataFrame]], notes: list[str],
                  figures: dict[str, tuple[str, Path]], source: str) -> str:
     """The report page as one HTML string.
 
     Args:
-        tables: Tables 1-4 (:func:`analysis.tables.build_tables`).
+        tables: Tables 1-4 and 4b (:func:`analysis.tables.build_tables`) and the protocols sheet
+            (:func:`analysis.protocol_table.protocol_sheet`), in the order shown.
         statistics: (id, caption, frame) of each statistics table to show.
         notes: remarks that concern no single table (datasets without a BraTS year, skipped folders, ranking).
         figures: figure name -> (caption, PNG file to embed) (:func:`analysis.plots.draw_all`).
         source: where the numbers come from (the results folder), for the page's header.
     """
-    sections = [("tables", "Tables 1-4"), ("statistics", "Statistics"), ("figures", "Figures")]
+    sections = [("tables", "Tables 1-4, 4b and protocols"), ("statistics", "Statistics"), ("figures", "Figures")]
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>nnunetv2-druwas: tables and figures</title>", f"<style>{STYLE}</style></head><body>",
              "<h1>nnunetv2-druwas: the paper's tables, statistics and figures</h1>",
@@ -91,8 +92,8 @@ def build_report(tables: dict[int, Table], statistics: list[tuple[str, str, pd.D
     if notes:
         parts.append('<h2 id="notes">Notes</h2><ul class="notes">'
                      + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    parts.append('<h2 id="tables">Tables 1-4</h2>')
-    parts += [to_html(table) for table in tables.values()]
+    parts.append('<h2 id="tables">Tables 1-4, 4b and protocols</h2>')
+    parts += [to_html(table) for table in tables]
     parts.append('<h2 id="statistics">Statistics</h2>')
     for table_id, caption, frame in statistics:
         parts.append(frame_to_html(frame, caption, table_id=table_id) if not frame.empty else

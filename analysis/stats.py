@@ -6,9 +6,22 @@ that both have a value for (per region and metric) are used; ``n`` says how many
 was and ``n_unpaired`` how many cases only one side had. Means of different case sets (one run
 missing a fold) are never subtracted.
 
+Repeats: the tables' per-case input for the paired comparisons and the ranking is
+:func:`over_repeats`: each case's value averaged over the repeats of its row (a repeat that lacks
+the case, or has no value for it, does not count), so a row with repeats enters a test once per case.
+
+nnU-Net's default (decision): every ablation variant is also compared with nnU-Net on the same
+folds (:func:`comparable`). Within one (recipe, plans, configuration) group that reference is
+the reference variant trained under the same recipe (a variant without a Table 4 row: nnU-Net's
+network built from the plan, key ``nnunet``), so that only the network differs; where the group has
+none, it is nnU-Net's own default run (trainer ``nnUNetTrainer``, plans ``nnUNetPlans``, the same
+configuration; key :data:`NNUNET_DEFAULT`), which also differs in its training recipe unless the
+group's recipe is nnU-Net's. The ``reference`` column says which one was used.
+
 - :func:`wilcoxon_tests`: paired Wilcoxon signed-rank tests (``scipy.stats.wilcoxon``,
   two-sided, its defaults) per region and metric, between each ablation variant and the
-  baseline and between the Swish and the ReLU (``full``) model. The runs compared share
+  baseline, between the Swish and the ReLU (``full``) model, and between each ablation variant
+  and nnU-Net's default. The runs compared share
   recipe, plans and configuration; datasets are pooled. When every paired difference is zero
   the test has nothing to reject: p = 1 (scipy returns NaN there for larger n), and the test
   stays in its family. The Holm correction runs over all tests of one (recipe, plans,
@@ -33,15 +46,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.collect import REGIONS, RUN_KEYS
+from analysis.collect import REGIONS, ROW_KEYS, RUN_KEYS
 from analysis.display import METRIC_NAMES
+from nnunetv2_druwas import variants
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.variants import VARIANTS
 
 METRICS = ("dice", "hd95")
 GROUP_KEYS = ["recipe", "plans", "configuration"]
 SWITCHES = ("residual", "attention_gate", "spatial_attention", "nonlin")
 HIGHER_IS_BETTER = {"dice": True, "hd95": False}
+#: The key of nnU-Net's default run (trainer nnUNetTrainer, plans nnUNetPlans) in comparisons.
+NNUNET_DEFAULT = "nnUNetTrainer"
+NNUNET_DEFAULT_PLANS = "nnUNetPlans"
 
 
 def holm(p_values) -> np.ndarray:
@@ -62,10 +78,72 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
+def _ablation() -> list:
+    return [v for v in variants.VARIANTS if v.table4_row is not None]
+
+
+def reference_keys() -> list[str]:
+    """The keys a variant is compared with as nnU-Net: the reference variants (no Table 4 row), then
+    :data:`NNUNET_DEFAULT` (used only where a group has no reference variant: :func:`comparable`)."""
+    return [v.key for v in variants.VARIANTS if v.table4_row is None] + [NNUNET_DEFAULT]
+
+
+def baseline_pairs() -> list[tuple[str, str]]:
+    """(variant, "baseline") for every ablation variant but the baseline."""
+    return [(v.key, "baseline") for v in _ablation() if v.key != "baseline"]
+
+
+def reference_pairs() -> list[tuple[str, str]]:
+    """(variant, nnU-Net reference) for every ablation variant and every key of :func:`reference_keys`."""
+    return [(v.key, reference) for reference in reference_keys() for v in _ablation()]
+
+
 def comparisons() -> list[tuple[str, str]]:
-    """(variant, reference) pairs tested: every variant against the baseline, then Swish against ReLU."""
-    swish = [v for v in VARIANTS if v.continues]
-    return [(v.key, "baseline") for v in VARIANTS if v.key != "baseline"] + [(v.key, v.continues) for v in swish]
+    """(variant, reference) pairs tested: every variant against the baseline, Swish against ReLU, and every
+    variant against nnU-Net's default."""
+    swish = [(v.key, v.continues) for v in _ablation() if v.continues]
+    return baseline_pairs() + swish + reference_pairs()
+
+
+def over_repeats(per_case: pd.DataFrame) -> pd.DataFrame:
+    """The tidy table with one value per measured row and case: the mean over the row's repeats.
+
+    Args:
+        per_case: :attr:`analysis.collect.Collection.per_case` (columns ``base_trainer`` and ``repeat``).
+
+    Returns the columns dataset, trainer (the trainer without its repeat suffix), plans, configuration,
+    variant, recipe, fold, case, region, dice and hd95 (the mean over the repeats that have a value;
+    NaN when none has), ``repeats`` (repeats that have the case) and ``missing`` (any repeat lacked its
+    prediction).
+    """
+    keys = [*ROW_KEYS, "variant", "recipe", "fold", "case", "region"]
+    columns = ["dataset", "trainer", "plans", "configuration", "variant", "recipe", "fold", "case", "region",
+               *METRICS, "repeats", "missing"]
+    if per_case.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = per_case.groupby(keys, sort=True, dropna=False)
+    frame = grouped[list(METRICS)].mean().join(grouped.size().rename("repeats")).join(grouped["missing"].any())
+    return frame.reset_index().rename(columns={"base_trainer": "trainer"})[columns]
+
+
+def comparable(per_case: pd.DataFrame) -> pd.DataFrame:
+    """The DRUwAS rows of the tidy table, plus nnU-Net's default run (variant :data:`NNUNET_DEFAULT`) in
+    every (recipe, plans, configuration) group that has no reference variant of its own (module docstring).
+
+    Args:
+        per_case: a tidy table (columns trainer, plans, configuration, variant, recipe, ...).
+    """
+    druwas = per_case[per_case["variant"].notna()]
+    default = per_case[per_case["variant"].isna() & (per_case["trainer"] == NNUNET_DEFAULT)
+                       & (per_case["plans"] == NNUNET_DEFAULT_PLANS)]
+    own = set(reference_keys()) - {NNUNET_DEFAULT}
+    parts = [druwas]
+    if not default.empty:
+        for (recipe, plans, configuration), group in druwas.groupby(GROUP_KEYS, sort=True):
+            if plans == NNUNET_DEFAULT_PLANS and not group["variant"].isin(own).any():
+                parts.append(default[default["configuration"] == configuration].assign(variant=NNUNET_DEFAULT,
+                                                                                      recipe=recipe))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else druwas
 
 
 def _wide(group: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -74,7 +152,8 @@ def _wide(group: pd.DataFrame, metric: str) -> pd.DataFrame:
         return group.pivot(index=["dataset", "fold", "case", "region"], columns="variant", values=metric)
     except ValueError as exc:
         raise DruwasError(f"duplicate (dataset, fold, case, region) rows for one variant in "
-                          f"{sorted(group['trainer'].unique())}; each brats_metrics.csv must list a case once") from exc
+                          f"{sorted(group['trainer'].unique())}; each metrics file must list a case once (and "
+                          f"repeats be averaged first: over_repeats)") from exc
 
 
 def paired_differences(per_case: pd.DataFrame, keys: list[str],
@@ -88,15 +167,17 @@ def paired_differences(per_case: pd.DataFrame, keys: list[str],
         pairs: (variant, reference) keys to compare; a pair with a side absent from a group is skipped.
 
     Returns one dict per group x pair x metric x region (in that order) with the group's keys,
-    ``variant``, ``reference``, ``region``, ``metric``, ``n`` (matched pairs), ``n_unpaired`` (cases
-    with a value on one side only), ``mean_variant`` and ``mean_reference`` (over the matched pairs),
-    ``mean_difference`` and ``median_difference`` (variant minus reference) and the arrays ``x``
+    ``variant``, ``reference``, their trainers ``variant_trainer`` and ``reference_trainer``, ``region``,
+    ``metric``, ``n`` (matched pairs), ``folds`` (of the matched pairs, comma separated), ``n_unpaired``
+    (cases with a value on one side only), ``mean_variant`` and ``mean_reference`` (over the matched
+    pairs), ``mean_difference`` and ``median_difference`` (variant minus reference) and the arrays ``x``
     (variant) and ``y`` (reference). Groups or regions without any matched pair give no dict.
     """
     rows = []
     data = per_case[per_case["variant"].notna()]
     for group_keys, group in data.groupby(keys, sort=True):
         group_keys = group_keys if isinstance(group_keys, tuple) else (group_keys,)
+        trainers = group.groupby("variant")["trainer"].first()
         for variant, reference in pairs:
             for metric in METRICS:
                 wide = _wide(group, metric)
@@ -109,8 +190,11 @@ def paired_differences(per_case: pd.DataFrame, keys: list[str],
                     if pair.empty:
                         continue
                     x, y = pair[variant].to_numpy(float), pair[reference].to_numpy(float)
-                    rows.append(dict(zip(keys, group_keys), variant=variant, reference=reference, region=region,
-                                     metric=metric, n=len(x), n_unpaired=int((has.sum(axis=1) == 1).sum()),
+                    folds = sorted(set(pair.index.get_level_values("fold")))
+                    rows.append(dict(zip(keys, group_keys), variant=variant, reference=reference,
+                                     variant_trainer=trainers[variant], reference_trainer=trainers[reference],
+                                     region=region, metric=metric, n=len(x), folds=",".join(map(str, folds)),
+                                     n_unpaired=int((has.sum(axis=1) == 1).sum()),
                                      mean_variant=x.mean(), mean_reference=y.mean(), mean_difference=(x - y).mean(),
                                      median_difference=float(np.median(x - y)), x=x, y=y))
     return rows
@@ -120,10 +204,11 @@ def wilcoxon_tests(per_case: pd.DataFrame) -> pd.DataFrame:
     """Paired Wilcoxon signed-rank tests, Holm-corrected; one row per test.
 
     Args:
-        per_case: the tidy table of :func:`analysis.collect.collect`.
+        per_case: the tidy table of :func:`analysis.collect.collect` (with repeats: :func:`over_repeats`
+            of it); nnU-Net's default run enters through :func:`comparable`.
 
-    Returns columns recipe, plans, configuration, variant, reference, region, metric, n (matched
-    pairs), n_unpaired, mean_variant, mean_reference (over the matched pairs), mean_difference and
+    Returns columns recipe, plans, configuration, variant, reference (a variant key, or
+    :data:`NNUNET_DEFAULT`), region, metric, n (matched pairs), n_unpaired, mean_variant, mean_reference (over the matched pairs), mean_difference and
     median_difference (variant minus reference), statistic, p_value (1 when every difference is
     zero), p_holm, significant (p_holm < 0.05).
     """
@@ -132,7 +217,7 @@ def wilcoxon_tests(per_case: pd.DataFrame) -> pd.DataFrame:
     columns = [*GROUP_KEYS, "variant", "reference", "region", "metric", "n", "n_unpaired", "mean_variant",
                "mean_reference", "mean_difference", "median_difference", "statistic", "p_value", "p_holm",
                "significant"]
-    rows = paired_differences(per_case, GROUP_KEYS, comparisons())
+    rows = paired_differences(comparable(per_case), GROUP_KEYS, comparisons())
     for row in rows:
         x, y = row.pop("x"), row.pop("y")
         if np.all(x == y):   # nothing to rank: no evidence of a difference
@@ -256,8 +341,8 @@ def ranking_notes(ranking: pd.DataFrame) -> list[str]:
 def _switch_pairs() -> list[tuple[str, str, str]]:
     """(switch, variant with it, variant without it) for variant pairs that differ in that switch only."""
     pairs = []
-    for with_ in VARIANTS:
-        for without in VARIANTS:
+    for with_ in _ablation():
+        for without in _ablation():
             differ = [s for s in SWITCHES if getattr(with_, s) != getattr(without, s)]
             if len(differ) == 1:
                 switch = differ[0]
@@ -271,8 +356,9 @@ def switch_effects(per_case: pd.DataFrame) -> pd.DataFrame:
     """Mean paired difference (with minus without) for every variant pair that differs in one switch.
 
     Args:
-        per_case: the tidy table; only DRUwAS variants are used, compared within one dataset, recipe,
-            plans and configuration, on the (fold, case) items both variants have a value for.
+        per_case: the tidy table (with repeats: :func:`over_repeats` of it); only the ablation variants are
+            used, compared within one dataset, recipe, plans and configuration, on the (fold, case) items
+            both variants have a value for.
 
     Returns columns dataset, recipe, plans, configuration, switch, with_variant, without_variant, region,
     metric, n (matched cases), n_unpaired, mean_with, mean_without (over the matched cases), difference

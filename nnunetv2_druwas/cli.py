@@ -10,14 +10,18 @@ import argparse
 import importlib
 import sys
 
-from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.errors import report_errors
 
 # (subcommand, module, one-line help)
 COMMANDS = [
-    ("synth", "nnunetv2_druwas.data.synth", "write a synthetic BraTS-like training release"),
-    ("convert-brats", "nnunetv2_druwas.data.convert", "convert a BraTS 2018/2019/2020 release to nnU-Net"),
-    ("export-brats", "nnunetv2_druwas.data.export", "turn nnU-Net predictions back into BraTS labels"),
-    ("evaluate", "nnunetv2_druwas.evaluation.evaluate", "BraTS-convention Dice and HD95 per case and region"),
+    ("synth", "nnunetv2_druwas.data.synth", "write a synthetic BraTS-like release in any release's layout"),
+    ("convert-brats", "nnunetv2_druwas.data.convert",
+     "convert a BraTS 2018-2021 or 2023 (GLI) release or the Decathlon's Task01_BrainTumour to nnU-Net"),
+    ("export-brats", "nnunetv2_druwas.data.export", "turn nnU-Net predictions back into the release's labels"),
+    ("postprocess", "nnunetv2_druwas.evaluation.postprocess",
+     "choose a run's BraTS postprocessing threshold (nnU-Net's BraTS 2020 entry) on its cross-validation"),
+    ("evaluate", "nnunetv2_druwas.evaluation.evaluate",
+     "Dice and HD95 per case and region under an evaluation protocol (brats, eq2, authors, lesionwise)"),
     ("evaluate-results", "nnunetv2_druwas.evaluation.results",
      "score every trained fold of a results tree that lacks its metrics (nnU-Net's own trainers too)"),
     ("env", "nnunetv2_druwas.env", "print the environment nnU-Net needs to find the DRUwAS trainers"),
@@ -44,15 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args._run(args) or 0)
-    except DruwasError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
+    return report_errors(lambda: args._run(args))
 
 if __name__ == "__main__":
     sys.exit(main())

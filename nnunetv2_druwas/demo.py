@@ -6,11 +6,12 @@ synthetic BraTS-like release -> ``convert-brats`` -> ``nnUNetv2_plan_and_preproc
 
 Everything lives under one work folder (default ``./druwas_demo``); the user's own
 ``nnUNet_*`` folders are never read or written. A rerun resumes: every step whose
-output is complete is skipped, and each training does what its fold's state
-(:func:`nnunetv2_druwas.folds.fold_state`) asks for: nothing when done, ``--c`` when
-interrupted (during the training, or during the final validation and evaluation, which
-``--c`` redoes without training again). ``--fresh`` deletes the work folder first,
-which it only does for a folder it created itself.
+output is complete is skipped (preprocessing only once ``nnUNetv2_plan_and_preprocess``
+succeeded for every case: killed at any moment, it is redone from the start), and each
+training does what its fold's state (:func:`nnunetv2_druwas.folds.fold_state`) asks for:
+nothing when done, ``--c`` when interrupted (during the training, or during the final
+validation and evaluation, which ``--c`` redoes without training again). ``--fresh``
+deletes the work folder first, which it only does for a folder it created itself.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from nnunetv2_druwas.files import write_text
 from nnunetv2_druwas.folds import fold_state, resume_arguments
 
 MARKER = ".druwas_demo"
+#: written into the preprocessed dataset folder once ``nnUNetv2_plan_and_preprocess`` has succeeded.
+PREPROCESSED_MARKER = ".druwas_demo_preprocessed.json"
 DATASET_ID = 500
 YEAR = 2020
 CONFIGURATION = "3d_fullres"
@@ -82,6 +85,9 @@ def prepare_workdir(workdir: Path, fresh: bool, settings: DemoSettings) -> None:
     The marker file records the settings, so a resumed run cannot mix data or training lengths.
     """
     marker = workdir / MARKER
+    if workdir.exists() and not workdir.is_dir():
+        raise DruwasError(f"--workdir {workdir} is a file, not a folder; choose another --workdir (nothing was "
+                          f"changed)")
     if workdir.exists() and any(workdir.iterdir()) and not marker.exists():
         raise DruwasError(f"{workdir} exists, is not empty and was not made by the demo; "
                           f"choose another --workdir (nothing was changed)")
@@ -184,13 +190,36 @@ def _prepare_data(workdir: Path, settings: DemoSettings, environ: dict[str, str]
         steps.run([sys.executable, "-m", "nnunetv2_druwas", "convert-brats", str(synth_dir), "--year", str(YEAR),
                    "-d", str(DATASET_ID)], environ, "convert_brats")
 
-    plans = Path(environ["nnUNet_preprocessed"]) / raw_dataset.name / "nnUNetPlans.json"
-    if plans.exists() and (plans.parent / f"nnUNetPlans_{CONFIGURATION}").exists():
+    preprocessed = Path(environ["nnUNet_preprocessed"]) / raw_dataset.name
+    cases = sorted(p.name.removesuffix("_0000.nii.gz") for p in (raw_dataset / "imagesTr").glob("*_0000.nii.gz"))
+    done = {"configuration": CONFIGURATION, "cases": cases}
+    if _preprocessed(preprocessed, done):
         steps.skip("nnUNetv2_plan_and_preprocess")
-    else:
-        steps.begin(f"nnUNetv2_plan_and_preprocess -d {DATASET_ID} -c {CONFIGURATION}")
-        steps.run([_tool("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIGURATION,
-                   "-np", "2", "-npfp", "2", "--verify_dataset_integrity"], environ, "plan_and_preprocess")
+        return
+    redo = preprocessed.exists()
+    steps.begin(f"nnUNetv2_plan_and_preprocess -d {DATASET_ID} -c {CONFIGURATION}"
+                + (" (again from the start: the previous run did not finish)" if redo else ""))
+    if redo:   # the demo's own folder (see prepare_workdir): what a killed run left goes
+        shutil.rmtree(preprocessed)
+    steps.run([_tool("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIGURATION,
+               "-np", "2", "-npfp", "2", "--verify_dataset_integrity"], environ, "plan_and_preprocess")
+    write_text(preprocessed / PREPROCESSED_MARKER, json.dumps(done))
+
+
+def _preprocessed(folder: Path, done: dict) -> bool:
+    """Whether ``nnUNetv2_plan_and_preprocess`` finished for every case: the demo's marker (written only
+    once the command succeeded) names the configuration and the cases of the raw dataset, the plans
+    are readable and have the configuration, and every case has its preprocessed properties and its
+    ground truth. Anything less (a kill at any moment) means: redo the step from the start."""
+    try:
+        marker = json.loads((folder / PREPROCESSED_MARKER).read_text())
+        plans = json.loads((folder / "nnUNetPlans.json").read_text())
+        data = folder / plans["configurations"][CONFIGURATION]["data_identifier"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return marker == done and all((data / f"{case}.pkl").is_file() and
+                                  (folder / "gt_segmentations" / f"{case}.nii.gz").is_file()
+                                  for case in done["cases"])
 
 
 def _train(trainer: str, results: Path, settings: DemoSettings, environ: dict[str, str], steps: _Steps) -> None:

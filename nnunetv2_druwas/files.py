@@ -8,8 +8,10 @@ short forms :func:`write_text`, :func:`write_bytes`, :func:`staged_folder`):
    outputs are moved aside, the new ones renamed into place, the old ones deleted, the journal
    removed;
 3. on any failure before the commit (an exception, ``KeyboardInterrupt``, a full disk) the
-   temporaries are removed and the old outputs stay as they were. A rename that fails during the
-   commit rolls back the renames already made. SIGINT and SIGTERM wait until the commit is over.
+   temporaries (and the folders :meth:`Group.makedirs` made) are removed and the old outputs stay
+   as they were; an ``OSError`` is made to name the output it concerns, not a temporary. A rename
+   that fails during the commit rolls back the renames already made. SIGINT and SIGTERM wait until
+   the commit is over. A file output whose path is a folder is refused (never replaced).
 
 A process killed during the commit (SIGKILL, power loss) leaves the journal; the next writer of the
 same outputs completes the group from it first (:func:`recover`, which every group calls for its
@@ -78,6 +80,7 @@ class Group:
     def __init__(self) -> None:
         self._token = f"{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
         self._entries: dict[Path, _Entry] = {}
+        self._created: list[Path] = []   # folders made by makedirs, deepest first
 
     def _add(self, target: str | Path, make: str | None) -> _Entry:
         target = Path(os.path.abspath(target))
@@ -85,15 +88,31 @@ class Group:
             raise ValueError(f"{target} is already part of this group")
         if not target.parent.is_dir():
             raise DruwasError(f"cannot write {target}: the folder {target.parent} does not exist")
+        if make == "file" and target.is_dir() and not target.is_symlink():
+            raise DruwasError(f"cannot write {target}: it is a folder; give the path of a file (nothing was "
+                              "written, the folder is left as it is)")
         recover([target])
         temp = None if make is None else target.with_name(f".{target.name}.{self._token}.tmp")
+        entry = _Entry(target, temp, target.with_name(f".{target.name}.{self._token}.old"))
+        self._entries[target] = entry   # first: an error while making the temporary names the target
         if make == "file":
             os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # mode: 0666 minus umask
         elif make == "folder":
             os.mkdir(temp, 0o777)
-        entry = _Entry(target, temp, target.with_name(f".{target.name}.{self._token}.old"))
-        self._entries[target] = entry
         return entry
+
+    def makedirs(self, folder: str | Path) -> Path:
+        """Create ``folder`` and its missing parents now; if the group is discarded, those it created
+        are removed again (when still empty), so a failed command leaves no empty folders behind.
+
+        Args:
+            folder: the folder that outputs of this group go into.
+        """
+        folder = Path(os.path.abspath(folder))
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        self._created += missing
+        return folder
 
     def path(self, target: str | Path) -> Path:
         """An empty temporary file beside ``target`` to write ``target``'s new content to.
@@ -149,12 +168,37 @@ class Group:
         if executable:
             temp.chmod(0o777 & ~_umask())
 
-    def discard(self) -> None:
-        """Remove every temporary; the targets stay as they were."""
+    def discard(self, error: BaseException | None = None) -> None:
+        """Remove every temporary (and the folders :meth:`makedirs` created); the targets stay as they were.
+
+        Args:
+            error: the failure that ends the group. An ``OSError`` that names no path (a write to a
+                full disk) or a temporary is made to name the output that was being written.
+        """
+        if isinstance(error, OSError):
+            self._name_output(error)
         for entry in self._entries.values():
             if entry.temp is not None:
                 _delete(entry.temp)
         self._entries.clear()
+        for folder in self._created:
+            try:
+                folder.rmdir()
+            except OSError:   # not empty (something else is in it) or already gone
+                pass
+        self._created.clear()
+
+    def _name_output(self, error: OSError) -> None:
+        """Point ``error.filename`` at the output being written instead of nothing or a temporary."""
+        if error.filename2 is not None or not self._entries:
+            return
+        for entry in self._entries.values():
+            if entry.temp is not None and error.filename is not None and \
+                    (Path(error.filename) == entry.temp or entry.temp in Path(error.filename).parents):
+                error.filename = str(entry.target / Path(error.filename).relative_to(entry.temp))
+                return
+        if error.filename is None:
+            error.filename = str(list(self._entries)[-1])
 
     def commit(self) -> None:
         """Replace every target by its temporary (and delete the removed ones), all or none."""
@@ -172,14 +216,15 @@ class Group:
                 started = True
                 for entry in entries:
                     _swap(entry)
-            except BaseException:
+            except BaseException as error:
                 if started:
                     _roll_back(entries)
-                self.discard()
+                self.discard(error)
                 journal.unlink(missing_ok=True)
                 journal.with_name(journal.name + ".tmp").unlink(missing_ok=True)
                 raise
             self._entries.clear()
+            self._created.clear()
             journal.unlink(missing_ok=True)
         for entry in entries:   # a kill from here on leaves only these, which recover() removes
             _delete(entry.backup)
@@ -188,12 +233,16 @@ class Group:
 @contextmanager
 def replaced_together() -> Iterator[Group]:
     """A :class:`Group` of outputs, committed when the block ends normally and discarded (the old
-    outputs untouched, no temporary left) when it raises, ``KeyboardInterrupt`` included."""
+    outputs untouched, no temporary left) when it raises, ``KeyboardInterrupt`` included.
+
+    An ``OSError`` that names no path (a write to a full disk) or a temporary of the group is made to
+    name the output it was writing, so that the error line says where the disk is full.
+    """
     group = Group()
     try:
         yield group
-    except BaseException:
-        group.discard()
+    except BaseException as error:
+        group.discard(error)
         raise
     group.commit()
 
@@ -326,10 +375,15 @@ def _writer_alive(host: str, pid: int, path: Path) -> bool:
 
 
 def _delete(path: Path) -> None:
+    """Remove a file or folder if it is there; a failure (e.g. a read-only disk) is ignored, so that
+    cleaning up never hides the error that made it necessary."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+    elif os.path.lexists(path):
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def _fsync(path: Path) -> None:

@@ -34,11 +34,19 @@ Decisions where the paper is silent (SPEC.md "open decisions"):
   activation is the network's activation (so the Swish network is Swish throughout).
 * Deep supervision (open point 6): one 1x1 head per decoder stage, all always built so
   that the state_dict is the same with deep supervision on or off.
+
+Activation checkpointing (``checkpointing``, off by default; the trainers switch it on with
+``DRUWAS_CHECKPOINTING=1``) is a memory switch, not part of the architecture: with it, each
+encoder stage (pooling and its two blocks) and each decoder stage (transposed convolution,
+attention gate, concatenation, spatial attention and its two blocks) keeps only its inputs
+for the backward pass and is run again there (``torch.utils.checkpoint``, non-reentrant). It
+changes no parameter and no output, only memory and time, and acts only while gradients are
+recorded, so inference never pays for it.
 """
 from __future__ import annotations
 
 import pydoc
-from typing import Sequence, Type, Union
+from typing import Callable, Sequence, Type, Union
 
 import numpy as np
 import torch
@@ -50,6 +58,7 @@ from dynamic_network_architectures.building_blocks.helper import (
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
+from torch.utils.checkpoint import checkpoint
 
 NONLINEARITIES: dict[str, Type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -111,6 +120,14 @@ def _per_stage(value: Union[IntOrSeq, Sequence[IntOrSeq]], n_stages: int, dim: i
 
 def _voxels(channels: int, size: Sequence[int]) -> np.int64:
     return np.prod([channels, *size], dtype=np.int64)
+
+
+def _maybe_checkpointed(enabled: bool, function: Callable[..., torch.Tensor], *args) -> torch.Tensor:
+    """``function(*args)``, through non-reentrant activation checkpointing when ``enabled`` and
+    gradients are being recorded (it would only cost time under ``torch.no_grad``)."""
+    if enabled and torch.is_grad_enabled():
+        return checkpoint(function, *args, use_reentrant=False)
+    return function(*args)
 
 
 def deep_supervision_scales(strides: Sequence[Sequence[int]]) -> list[list[float]]:
@@ -226,7 +243,9 @@ class SpatialAttention(nn.Module):
 
 class DRUwASEncoder(nn.Module):
     """Stages of two blocks; max pooling (kernel = stride = the stage's stride) before a stage
-    whose stride is not 1. The last stage is the bottleneck. Returns every stage's output."""
+    whose stride is not 1. The last stage is the bottleneck. Returns every stage's output.
+
+    ``checkpointing`` (read at forward time): each stage is one activation checkpoint."""
 
     def __init__(self, input_channels: int, features_per_stage: list[int], conv_op: Type[_ConvNd],
                  kernel_sizes: list[list[int]], strides: list[list[int]], block: type,
@@ -246,13 +265,17 @@ class DRUwASEncoder(nn.Module):
         self.strides = strides
         self.kernel_sizes = kernel_sizes
         self.conv_op = conv_op
+        self.checkpointing = False
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         skips = []
-        for pool, stage in zip(self.pools, self.stages):
-            x = stage(pool(x))
+        for s in range(len(self.stages)):
+            x = _maybe_checkpointed(self.checkpointing, self._stage, s, x)
             skips.append(x)
         return skips
+
+    def _stage(self, s: int, x: torch.Tensor) -> torch.Tensor:
+        return self.stages[s](self.pools[s](x))
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
         total = np.int64(0)
@@ -269,6 +292,8 @@ class DRUwASDecoder(nn.Module):
 
     ``deep_supervision`` (read at forward time): a list of outputs, highest resolution
     first, one per decoder stage; otherwise the highest-resolution output only.
+    ``checkpointing`` (read at forward time): each stage up to its head is one activation
+    checkpoint.
     """
 
     def __init__(self, encoder: DRUwASEncoder, num_classes: int, block: type, attention_gate: bool,
@@ -276,6 +301,7 @@ class DRUwASDecoder(nn.Module):
                  deep_supervision: bool):
         super().__init__()
         self.deep_supervision = deep_supervision
+        self.checkpointing = False
         self.num_classes = num_classes
         self.encoder_channels = encoder.output_channels
         self.encoder_strides = encoder.strides
@@ -308,18 +334,20 @@ class DRUwASDecoder(nn.Module):
         outputs = []
         last = len(self.stages) - 1
         for s in range(len(self.stages)):
-            up = self.transpconvs[s](x)
-            skip = skips[-(s + 2)]
-            if self.attention_gates is not None:
-                skip = self.attention_gates[s](skip, up)
-            x = torch.cat((up, skip), 1)
-            if self.spatial_attentions is not None:
-                x = self.spatial_attentions[s](x)
-            x = self.stages[s](x)
+            x = _maybe_checkpointed(self.checkpointing, self._stage, s, x, skips[-(s + 2)])
             if self.deep_supervision or s == last:
                 outputs.append(self.seg_layers[s](x))
         outputs = outputs[::-1]
         return outputs if self.deep_supervision else outputs[0]
+
+    def _stage(self, s: int, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = self.transpconvs[s](x)
+        if self.attention_gates is not None:
+            skip = self.attention_gates[s](skip, up)
+        x = torch.cat((up, skip), 1)
+        if self.spatial_attentions is not None:
+            x = self.spatial_attentions[s](x)
+        return self.stages[s](x)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
         sizes = []  # resolution of every encoder stage
@@ -374,6 +402,9 @@ class DRUwASUNet(nn.Module):
         norm_groups: GroupNorm uses ``min(norm_groups, channels)`` groups; it must divide
             the channel count of every normalised feature map.
         deep_supervision: initial value of ``decoder.deep_supervision``.
+        checkpointing: initial value of :attr:`checkpointing` (activation checkpointing of
+            every stage while training: less memory for the backward pass, one more forward
+            pass of compute; same parameters and outputs).
 
     Example:
         >>> net = DRUwASUNet(4, 3, 5, [8, 16, 32, 64, 128], nn.Conv3d, 3, [1, 2, 2, 2, 2])
@@ -386,7 +417,7 @@ class DRUwASUNet(nn.Module):
                  kernel_sizes: Union[IntOrSeq, Sequence[IntOrSeq]], strides: Union[IntOrSeq, Sequence[IntOrSeq]],
                  *, residual: bool = True, attention_gate: bool = True, spatial_attention: bool = True,
                  nonlin: Union[str, Type[nn.Module]] = "relu", nonlin_kwargs: dict | None = None,
-                 norm_groups: int = 8, deep_supervision: bool = False):
+                 norm_groups: int = 8, deep_supervision: bool = False, checkpointing: bool = False):
         super().__init__()
         if not (isinstance(conv_op, type) and issubclass(conv_op, (nn.Conv2d, nn.Conv3d))):
             raise ValueError(f"conv_op must be torch.nn.Conv2d or torch.nn.Conv3d, got {conv_op!r}")
@@ -429,6 +460,17 @@ class DRUwASUNet(nn.Module):
                                      nonlin_type, nonlin_kwargs, norm_groups)
         self.decoder = DRUwASDecoder(self.encoder, num_classes, block, attention_gate, spatial_attention,
                                      nonlin_type, nonlin_kwargs, norm_groups, deep_supervision)
+        self.checkpointing = checkpointing
+
+    @property
+    def checkpointing(self) -> bool:
+        """Activation checkpointing of every encoder and decoder stage (read at forward time, like
+        ``decoder.deep_supervision``; set it before ``torch.compile`` traces, or Dynamo re-traces)."""
+        return self.encoder.checkpointing
+
+    @checkpointing.setter
+    def checkpointing(self, enabled: bool) -> None:
+        self.encoder.checkpointing = self.decoder.checkpointing = bool(enabled)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:
         return self.decoder(self.encoder(x))

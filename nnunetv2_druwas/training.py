@@ -48,7 +48,9 @@ Short runs without code changes: ``DRUWAS_EPOCHS`` (epochs), ``DRUWAS_ITERS`` (t
 iterations per epoch; validation iterations scale with it, at least 1) and ``DRUWAS_LR`` (initial
 learning rate, for compressed demo runs) override every DRUwAS trainer; ``DRUWAS_ITERS`` also
 replaces the strict recipe's one-pass epoch. Nothing that changes the network is read from the environment, because
-``nnUNetv2_predict`` must rebuild the same network from the trainer name alone.
+``nnUNetv2_predict`` must rebuild the same network from the trainer name alone. ``DRUWAS_CHECKPOINTING=1``
+turns on activation checkpointing for training (``DRUwASUNet.checkpointing``: less memory, about one
+more forward pass of time; no weight and no output changes, so prediction is unaffected).
 
 Seeds and repeats (:class:`SeededTrainer`, the base of every DRUwAS trainer): a training seeds
 Python's ``random``, numpy and torch from its seed, ``DRUWAS_SEED`` (default 0) plus its repeat
@@ -73,6 +75,8 @@ BraTS-convention Dice and HD95 of ``fold_<N>/validation`` against
 message goes to ``fold_<N>/brats_metrics_error.txt`` and ``nnUNetv2_train`` exits with an error
 (status 1): the fold is then ``evaluation-failed`` (:mod:`nnunetv2_druwas.folds`), which the grid
 status and the tables report; ``--c`` redoes only the final validation and the evaluation.
+``DRUWAS_PROTOCOLS`` (e.g. ``eq2,authors``) adds ``<protocol>_metrics.csv`` for further evaluation
+protocols, scored before ``brats_metrics.csv`` with the same failure handling.
 """
 from __future__ import annotations
 
@@ -105,6 +109,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from nnunetv2_druwas import env, files
 from nnunetv2_druwas.errors import DruwasError
+from nnunetv2_druwas.evaluation.protocols import fold_protocols
 from nnunetv2_druwas.folds import EVALUATION_ERROR_FILE, METRICS_FILE
 from nnunetv2_druwas.network import druwas_from_plans
 from nnunetv2_druwas.variants import (Variant, all_trainers, continued_trainer, repeat_trainer_name, split_repeat,
@@ -351,6 +356,8 @@ class DRUwASTrainerBase(SeededTrainer):
                             f"(nnunetv2_druwas trainers --names-only)")
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._resumed_from_own_checkpoint = False
+        self.activation_checkpointing = bool(env.read("DRUWAS_CHECKPOINTING"))
+        fold_protocols()   # a wrong DRUWAS_PROTOCOLS fails now, not after the training
 
     def _apply_recipe(self) -> None:
         """The ``recipe_*`` class attributes that are set (None keeps nnU-Net's value)."""
@@ -361,6 +368,16 @@ class DRUwASTrainerBase(SeededTrainer):
         epochs = self.recipe_continuation_epochs if self.variant.continues else self.recipe_num_epochs
         if epochs is not None:
             self.num_epochs = epochs
+
+    def initialize(self) -> None:
+        super().initialize()
+        if not self.activation_checkpointing:
+            return
+        if self.variant.network == "plan":
+            self.print_to_log_file("DRUWAS_CHECKPOINTING is ignored: nnU-Net's own network has no checkpointing")
+        else:   # before the first forward pass, so torch.compile traces it once
+            self.bare_network().checkpointing = True
+            self.print_to_log_file("DRUWAS_CHECKPOINTING: activation checkpointing of every network stage")
 
     # --- network ----------------------------------------------------------------------
 
@@ -480,7 +497,9 @@ class DRUwASTrainerBase(SeededTrainer):
             self.evaluate_validation()
 
     def evaluate_validation(self) -> None:
-        """BraTS-convention metrics of this fold's validation cases in ``fold_N/brats_metrics.csv``.
+        """Metrics of this fold's validation cases: ``fold_N/brats_metrics.csv``, and
+        ``fold_N/<protocol>_metrics.csv`` for every protocol named in ``DRUWAS_PROTOCOLS`` (scored first:
+        :func:`nnunetv2_druwas.evaluation.protocols.fold_protocols`).
 
         On failure the message is written to ``fold_N/brats_metrics_error.txt`` (removed again by a
         later success) and the command fails: a user-facing problem (e.g. a dataset whose regions are
@@ -490,17 +509,23 @@ class DRUwASTrainerBase(SeededTrainer):
 
         folder = Path(self.output_folder)
         _, cases = self.do_split()   # nnU-Net's own split (also for folds beyond splits_final.json)
+        protocol = "brats"
         try:
-            score_fold(folder, preprocessed=Path(self.preprocessed_dataset_folder_base).parent, cases=cases,
-                       num_processes=default_num_processes, overwrite=True)
+            for protocol in fold_protocols():
+                output = score_fold(folder, protocol, preprocessed=Path(self.preprocessed_dataset_folder_base).parent,
+                                    cases=cases, num_processes=default_num_processes, overwrite=True)
+                if protocol != "brats":
+                    self.print_to_log_file(f"{protocol} metrics of the validation cases: {output}")
         except Exception as e:
             message = str(e) if isinstance(e, DruwasError) else f"{type(e).__name__}: {e}"
+            if protocol != "brats":
+                message = f"{protocol} protocol: {message}"
             files.write_text(folder / EVALUATION_ERROR_FILE, message + "\n")
             self.print_to_log_file(f"BraTS evaluation failed: {message}")
             if isinstance(e, DruwasError):
-                raise SystemExit(f"error: the BraTS evaluation of {folder} failed: {message}\nThe training itself "
-                                 f"is done (checkpoint_final.pth); fix the cause, then rerun the same command with "
-                                 f"--c, which redoes only the final validation and the evaluation.") from None
+                raise SystemExit(f"error: the BraTS evaluation of {folder} failed: {message}\nThe training "
+                                 f"itself is done (checkpoint_final.pth); fix the cause, then rerun the same command "
+                                 f"with --c, which redoes only the final validation and the evaluation.") from None
             raise
         (folder / EVALUATION_ERROR_FILE).unlink(missing_ok=True)
         self.print_to_log_file(f"BraTS metrics of the validation cases: {folder / METRICS_FILE}")

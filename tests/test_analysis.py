@@ -221,47 +221,80 @@ def test_published_rows_are_the_papers():
         assert printed.astype(float).tolist() == pytest.approx(rows.loc[printed.index, column].tolist(), rel=1e-12)
 
 
-PAPER_TEXT = REPO.parent / "shared" / "paper" / "000_b90ac5043463f695.txt"
+PAPER_TABLES = Path(__file__).parent / "data" / "paper_tables.txt"   # verbatim lines of the paper's text
+# the rows Table 1 prints in percent (Dice 90.24 for 0.9024), by citation number
+PERCENT_ROWS = {34, 35, 37, 39}
 
 
-def _paper_table_rows(text: str) -> list[tuple[int, str, int | None, int | None, list[float]]]:
-    """(table, name, reference, year, six values) of every row of Tables 1-3 in the PDF extraction."""
-    rows, table = [], None
-    for line in text.splitlines():
-        if line.startswith("Architecture\tYear"):
-            table = 1
-        elif line.startswith(("Table 2:", "Table 3:")):
-            table = int(line[6])
-        cells = [c.strip() for c in line.split("\t") if c.strip()]
-        if table is None or len(cells) not in (7, 8) or not ("[" in cells[0] or "(ours)" in cells[0]):
-            continue
-        name, *values = cells
-        year = int(values.pop(0)) if len(values) == 7 else None
-        reference = int(name.rsplit("[", 1)[1].rstrip("]")) if "[" in name else None
-        numbers = [float("nan") if v == "-" else float(v) for v in values]
-        if any(v > 1 for v in numbers[:3]):      # printed in percent
-            numbers[:3] = [v / 100 for v in numbers[:3]]
-        rows.append((table, name, reference, year, numbers))
+def _number(cell: str) -> float | None:
+    try:
+        return float("nan") if cell == "-" else float(cell)
+    except ValueError:
+        return None
+
+
+def _paper_table_rows(text: str) -> list[dict]:
+    """Every row of Tables 1-4 in the extract: table, printed name, citation number, year, six values
+    (Dice as printed), in the paper's order. The extract holds the four tables in order, one block each."""
+    blocks = text.split("\n## lines ")[1:]
+    assert len(blocks) == 4
+    rows = []
+    for table, block in enumerate(blocks, start=1):
+        assert f"Table {table}: " in block
+        for line in block.splitlines()[1:]:
+            cells = [c.strip() for c in line.split("\t") if c.strip()]
+            if len(cells) not in (7, 8) or _number(cells[0]) is not None \
+                    or any(_number(c) is None for c in cells[-6:]):
+                continue
+            name, *values = cells
+            rows.append(dict(table=table, name=name, year=int(values.pop(0)) if len(values) == 7 else None,
+                             reference=int(name.rsplit("[", 1)[1].rstrip("]")) if "[" in name else None,
+                             printed=[_number(v) for v in values]))
     return rows
 
 
-@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason="the paper's text is not beside the repository")
-def test_every_row_of_tables_1_to_3_matches_the_paper_text():
-    parsed = _paper_table_rows(PAPER_TEXT.read_text())
-    rows = published_rows().query("table in (1, 2, 3)")
-    assert len(parsed) == len(rows) == 19 + 2 + 6 + 1 + 6 + 1
-    for table in (1, 2, 3):
+def _compact(name: str) -> str:
+    return name.replace(" ", "").lower()
+
+
+def test_every_row_of_tables_1_to_4_matches_the_paper_text():
+    parsed = _paper_table_rows(PAPER_TABLES.read_text(encoding="utf-8"))
+    rows = published_rows()
+    assert [sum(r["table"] == t for r in parsed) for t in (1, 2, 3, 4)] == [21, 7, 7, 7]
+    assert len(rows) == len(parsed)
+    percent = {r["reference"] for r in parsed if any(v > 1 for v in r["printed"][:3])}
+    assert percent == PERCENT_ROWS
+    for table in (1, 2, 3, 4):
         ours = rows[rows["table"] == table]
-        expected = [r for r in parsed if r[0] == table]
-        # published rows first, in the paper's order, then the paper's own
-        ours = pd.concat([ours[ours["source"] == "published"], ours[ours["source"] == "paper"]])
-        for (_, row), (_, name, reference, year, numbers) in zip(ours.iterrows(), expected):
-            assert (row["source"] == "paper") == ("(ours)" in name), name
-            assert (None if pd.isna(row["reference"]) else int(row["reference"])) == reference, name
-            assert (None if pd.isna(row["year"]) else int(row["year"])) == year, name
-            assert row[list(METRICS)].to_numpy(float) == pytest.approx(np.array(numbers), rel=1e-12, nan_ok=True), name
-            if reference is not None:
-                assert name.lower().startswith(row["method"].lower()), (name, row["method"])
+        expected = [r for r in parsed if r["table"] == table]
+        if table < 4:   # published rows first, in the paper's order, then the paper's own
+            ours = pd.concat([ours[ours["source"] == "published"], ours[ours["source"] == "paper"]])
+        else:
+            ours = ours.sort_values("table4_row")
+            assert ours["table4_row"].tolist() == list(range(1, 8))
+        assert len(ours) == len(expected)
+        for (_, row), printed in zip(ours.iterrows(), expected):
+            name = printed["name"]
+            values = np.array(printed["printed"])
+            if printed["reference"] in PERCENT_ROWS:
+                values[:3] /= 100          # Dice as a fraction; HD95 as printed
+            assert row[list(METRICS)].to_numpy(float) == pytest.approx(values, rel=1e-12, nan_ok=True), name
+            assert (row["source"] == "paper") == (table == 4 or "(ours)" in name), name
+            assert (None if pd.isna(row["reference"]) else int(row["reference"])) == printed["reference"], name
+            if table < 4:
+                assert _compact(name).startswith(_compact(row["method"])), (name, row["method"])
+                assert (None if pd.isna(row["year"]) else int(row["year"])) == printed["year"], name
+    # Table 4 prints no names the extraction keeps whole nor years: the rows Table 1 names are its rows 6
+    # and 7 (same numbers), and the paper's own rows carry the year Table 1 prints for them (2023)
+    table1_ours = [r for r in parsed if r["table"] == 1 and "(ours)" in r["name"]]
+    table4 = [r for r in parsed if r["table"] == 4]
+    assert [r["printed"] for r in table1_ours] == [table4[5]["printed"], table4[6]["printed"]]
+    assert ["(Relu)" in table4[5]["name"], "(Relu + Swish)" in table4[6]["name"], "(Baseline)" in table4[0]["name"]] \
+        == [True, True, True]
+    by_row = rows[rows["table"] == 4].set_index("table4_row")
+    assert (by_row.at[1, "variant"], by_row.at[6, "variant"], by_row.at[7, "variant"]) == ("baseline", "full", "swish")
+    paper_years = rows.loc[(rows["source"] == "paper") & rows["table"].isin([1, 4]), "year"]
+    assert set(paper_years) == {r["year"] for r in table1_ours} == {2023}
 
 
 # --- the command and its tables ------------------------------------------------------------
@@ -278,7 +311,8 @@ def test_tables_1_to_3_measured_rows(built):
     for name in ("notes.md", "report.html"):
         assert "Dataset990_Tiny has no brats_year" in (built["out"] / name).read_text(), name
     assert "Dataset990_Tiny has no brats_year" in built["stdout"]
-    assert "nnUNetTrainer (3d_fullres)" in set(table1["method"])
+    assert "nnU-Net (default) (3d_fullres)" in set(table1["method"])      # a reference row, labelled as such
+    assert table1["method"].iloc[-1] == "nnU-Net (default) (3d_fullres)"   # ... and last
     assert "Proposed method (ReLU + Swish) (paper recipe, 3d_fullres)" in set(table1["method"])
     # the rows with missing predictions and the empty-mask failure keep dice 0 / hd95 373.13 in the mean
     res = table1[table1["trainer"] == "nnUNetTrainerDRUwAS_Res"].iloc[0]
@@ -302,9 +336,14 @@ def test_table4_measured_and_differences(built):
     assert (table4["source"] == "paper").sum() == 7
     measured = table4[table4["source"] == "measured"]
     expected = {(v.key, "paper") for v in VARIANTS} | {("baseline", "nnunet"), ("full", "nnunet")}
-    assert set(zip(measured["variant"], measured["recipe"])) == expected
-    assert "nnUNetTrainer" not in set(table4["trainer"].dropna())
-    _check_measured(table4, truth, "Dataset500_BraTS2020", [trainer_name(variant_by_key(k), r) for k, r in expected])
+    ablation = measured[measured["variant"].notna()]
+    assert set(zip(ablation["variant"], ablation["recipe"])) == expected
+    # nnU-Net's own trainer is a reference row below every ablation row, labelled by variants.reference_label
+    (reference,) = measured[measured["variant"].isna()].itertuples()
+    assert (reference.trainer, reference.method) == ("nnUNetTrainer", "nnU-Net (default) (3d_fullres)")
+    assert pd.isna(reference.table4_row) and reference.Index > table4.index[table4["table4_row"].notna()].max()
+    _check_measured(table4, truth, "Dataset500_BraTS2020",
+                    [trainer_name(variant_by_key(k), r) for k, r in expected] + ["nnUNetTrainer"])
     differences = table4[table4["source"] == "measured - paper"]
     assert len(differences) == len(expected)
     for _, row in differences.iterrows():
@@ -312,9 +351,10 @@ def test_table4_measured_and_differences(built):
             metric, region = column.split("_")
             values = _values(truth, "Dataset500_BraTS2020", row["trainer"], region.upper(), metric)
             assert row[column] == pytest.approx(values.mean() - paper.at[row["variant"], column], rel=1e-9)
-    assert table4["table4_row"].is_monotonic_increasing
+    assert table4["table4_row"].dropna().is_monotonic_increasing
     md = (built["out"] / "table4.md").read_text()
     assert md.count("| measured \u2212 paper |") == len(expected)
+    assert "| *References: nnU-Net on the same folds (measured)* |" in md
 
 
 def test_tables_print_values_as_their_source_and_n_with_folds(built):
@@ -416,17 +456,18 @@ def _pdflatex(folder: Path, name: str) -> str:
 def test_latex_compiles_on_its_own_and_fits_a_page(built, tmp_path):
     from analysis.render import latex_document
 
-    for path in built["out"].glob("table*.tex"):
+    for path in built["out"].glob("*.tex"):
         shutil.copy(path, tmp_path / path.name)
-    for number in (1, 2, 3, 4):
-        tex = (tmp_path / f"table{number}.tex").read_text()
+    for number in (1, 2, 3, 4, "4b", "s"):
+        name = "protocols" if number == "s" else f"table{number}"
+        tex = (tmp_path / f"{name}.tex").read_text()
         assert r"\begin{table*}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
         assert not re.search(r"(^|[&{ ])-\d", tex, re.MULTILINE), "a number with a hyphen for a minus"
         assert "\u2212" not in tex and "\u00b1" not in tex and "\u2020" not in tex
-        (tmp_path / f"alone{number}.tex").write_text(latex_document([rf"\input{{table{number}}}"]))
+        (tmp_path / f"alone{number}.tex").write_text(latex_document([rf"\input{{{name}}}"]))
         log = _pdflatex(tmp_path, f"alone{number}.tex")
         assert "Overfull \\hbox" not in log and "Float too large" not in log, number
-        assert re.search(r"Output written on alone\d\.pdf \(1 page", log), number
+        assert re.search(r"Output written on alone\w+\.pdf \(1 page", log), number
     table4 = (tmp_path / "table4.tex").read_text()
     assert "$-$0." in table4 and r"measured $-$ paper" in table4        # a real minus sign
     assert r"nnUNetRecipe\_\allowbreak{}\_\allowbreak{}nnUNetPlans" in table4   # break points in long names
@@ -495,7 +536,8 @@ def test_report_is_one_self_contained_page_that_renders(built):
     text = page_path.read_text()
     figures = sorted(p.stem for p in (built["out"] / "plots").glob("*.png"))
     assert all(link.startswith("data:") for link in re.findall(r'(?:src|href)="([^"#][^"]*)"', text))
-    for anchor in [f"table{n}" for n in (1, 2, 3, 4)] + figures + ["wilcoxon", "switches", "ranking", "bootstrap"]:
+    for anchor in [f"table{n}" for n in (1, 2, 3, 4, "4b")] + ["protocols"] + figures + \
+            ["wilcoxon", "switches", "ranking", "bootstrap"]:
         assert f'id="{anchor}"' in text, anchor
     assert "0.9121/0.9121/0.8583" in text and "Incomplete run" in text      # the tables' footnotes
     chromium, driver = browser.executables()
@@ -508,7 +550,7 @@ def test_report_is_one_self_contained_page_that_renders(built):
         pictures = page.element_screenshots("img")
     assert len(state["images"]) == len(figures) == len(pictures)
     assert all(complete and width > 0 for complete, width in state["images"]), state["images"]
-    assert state["tables"] == 4
+    assert state["tables"] == 6          # Tables 1-4, 4b and the protocols
     artefact = REPO / "test-artifacts" / "report.png"
     artefact.parent.mkdir(exist_ok=True)
     artefact.write_bytes(screenshot)
@@ -537,12 +579,16 @@ def test_wilcoxon_and_holm(built):
     truth, table = built["truth"], _read(built, "statistics.csv")
     for recipe in ("paper", "nnunet"):
         family = table[table["recipe"] == recipe]
-        pairs = [(v.key, "baseline") for v in VARIANTS[1:]] + [("swish", "full")] if recipe == "paper" \
-            else [("full", "baseline")]
+        keys = [v.key for v in VARIANTS] if recipe == "paper" else ["baseline", "full"]
+        # every variant against the baseline, Swish against ReLU, and every variant against nnU-Net's default
+        # run (nnUNetTrainer, nnUNetPlans: there is no reference variant of either recipe here)
+        pairs = [(k, "baseline") for k in keys[1:]] + ([("swish", "full")] if recipe == "paper" else []) + \
+            [(k, "nnUNetTrainer") for k in keys]
         assert len(family) == len(pairs) * 3 * 2
+        assert set(zip(family["variant"], family["reference"])) == set(pairs)
+        trainer = lambda key: "nnUNetTrainer" if key == "nnUNetTrainer" else trainer_name(variant_by_key(key), recipe)  # noqa: E731
         for _, row in family.iterrows():
-            x, y, unpaired = _paired(truth, trainer_name(variant_by_key(row["variant"]), recipe),
-                                     trainer_name(variant_by_key(row["reference"]), recipe), row["region"],
+            x, y, unpaired = _paired(truth, trainer(row["variant"]), trainer(row["reference"]), row["region"],
                                      row["metric"], unpaired=True)
             assert (row["n"], row["n_unpaired"]) == (len(x), unpaired)
             expected = sps.wilcoxon(x, y)
@@ -554,10 +600,11 @@ def test_wilcoxon_and_holm(built):
         assert (family["significant"] == (family["p_holm"] < 0.05)).all()
     swish = table[(table["variant"] == "swish") & (table["reference"] == "full")]
     assert set(swish["n"]) == {4 * N_CASES}       # pooled over both datasets and both folds
-    saag = table[(table["variant"] == "saag")]
+    saag = table[(table["variant"] == "saag") & (table["reference"] == "baseline")]
     # only fold 0 has metrics; unpaired: fold 1 of Dataset500 and Dataset990's baseline fold (datasets pooled)
     assert set(saag["n"]) == {N_CASES} and set(saag["n_unpaired"]) == {2 * N_CASES}
-    ag = table[(table["variant"] == "ag") & (table["region"] == "WT") & (table["metric"] == "hd95")].iloc[0]
+    ag = table[(table["variant"] == "ag") & (table["reference"] == "baseline") & (table["region"] == "WT")
+               & (table["metric"] == "hd95")].iloc[0]
     assert (ag["n"], ag["n_unpaired"]) == (2 * N_CASES - 1, 1 + N_CASES)        # the NaN HD95 is unpaired
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from nnunetv2_druwas import cli
-from nnunetv2_druwas.data.brats import BRATS_TO_NNUNET, QUIRK_2020_SEG
+from nnunetv2_druwas.data.brats import BRATS_TO_NNUNET
 from nnunetv2_druwas.data.convert import PAPER_TEST_IMAGES, PAPER_TEST_LABELS, convert_brats, paper_split
 from nnunetv2_druwas.data.export import export_brats
 from nnunetv2_druwas.data.synth import make_brats_release, synthesize_case
@@ -22,6 +23,7 @@ from nnunetv2_druwas.errors import DruwasError
 
 SHAPE = (16, 16, 12)
 MODALITIES = ("t1", "t1ce", "t2", "flair")
+QUIRK_2020_SEG = "W39_1998.09.19_Segm.nii"   # as named in the real 2020 training release
 
 
 def release(tmp_path: Path, year: int = 2020, n: int = 4, **kw) -> Path:
@@ -47,6 +49,13 @@ def raw_root() -> Path:
 def cli_run(argv: list[str], capsys) -> tuple[int, str]:
     code = cli.main(argv)
     return code, capsys.readouterr().err
+
+
+# Written out here, not imported: what the conversion must do, as nnU-Net's own Dataset137_BraTS21
+# conversion does it (BraTS 1 necrosis / non-enhancing core, 2 edema, 4 enhancing tumor).
+BRATS_TO_NNUNET_LABEL = {0: 0, 1: 2, 2: 1, 4: 3}
+# The BraTS labels inside each region (BraTS 2018-2020 evaluation), by the region names of dataset.json.
+BRATS_REGION_LABELS = {"whole tumor": {1, 2, 4}, "tumor core": {1, 4}, "enhancing tumor": {4}}
 
 
 # --- synth -------------------------------------------------------------------------------------------
@@ -110,8 +119,72 @@ def test_convert_each_layout(tmp_path, nnunet_env, year, dataset_id):
         source = nib.load(case_file(src, case, "seg"))
         label = nib.load(out / "labelsTr" / f"{case}.nii.gz")
         assert label.get_data_dtype() == np.uint8 and np.allclose(label.affine, source.affine)
-        expected = np.vectorize(BRATS_TO_NNUNET.get)(np.asanyarray(source.dataobj))
+        expected = np.vectorize(BRATS_TO_NNUNET_LABEL.get)(np.asanyarray(source.dataobj))
         assert np.array_equal(np.asanyarray(label.dataobj), expected)
+
+
+def hand_made_tumour(shape=SHAPE) -> np.ndarray:
+    """Nested boxes in BraTS labels: edema (2) around enhancing tumor (4) around necrosis (1)."""
+    seg = np.zeros(shape, np.uint8)
+    seg[2:14, 2:14, 2:10] = 2      # 12 x 12 x 8 = 1152 voxels of tumor, 768 of them edema
+    seg[4:12, 4:12, 3:9] = 4       # 8 x 8 x 6 = 384 voxels of core, 320 of them enhancing
+    seg[6:10, 6:10, 4:8] = 1       # 4 x 4 x 4 = 64 voxels of necrosis
+    return seg
+
+
+def dice_by_hand(pred: np.ndarray, ref: np.ndarray) -> float:
+    total = int(pred.sum() + ref.sum())
+    return 1.0 if total == 0 else 2 * int((pred & ref).sum()) / total
+
+
+def test_converted_labels_mean_what_the_brats_labels_mean(tmp_path, nnunet_env, capsys):
+    """A hand-made case through `convert-brats`: edema lies in WT only, necrosis in WT and TC, enhancing
+    tumor in all three, read with the regions of the converted dataset.json and scored by `evaluate`."""
+    src = release(tmp_path, 2020, n=2)
+    seg_file = case_file(src, "BraTS20_Training_001", "seg")
+    source = nib.load(seg_file)
+    brats = hand_made_tumour()
+    nib.save(nib.Nifti1Image(brats.astype(source.get_data_dtype()), source.affine, source.header), seg_file)
+    code, err = cli_run(["convert-brats", str(src), "--year", "2020", "-np", "1"], capsys)
+    assert code == 0, err
+    out = raw_root() / "Dataset500_BraTS2020"
+    converted = np.asanyarray(nib.load(out / "labelsTr" / "BraTS20_Training_001.nii.gz").dataobj)
+    assert BRATS_TO_NNUNET == BRATS_TO_NNUNET_LABEL
+    assert np.array_equal(converted, np.vectorize(BRATS_TO_NNUNET_LABEL.get)(brats))
+
+    dataset = json.loads((out / "dataset.json").read_text())
+    regions = {name: set(np.atleast_1d(labels).tolist()) for name, labels in dataset["labels"].items()
+               if name != "background"}
+    assert set(regions) == set(BRATS_REGION_LABELS)
+    inside = {name: np.isin(converted, sorted(labels)) for name, labels in regions.items()}
+    for name, labels in BRATS_REGION_LABELS.items():   # voxel by voxel: the region holds exactly its BraTS labels
+        assert np.array_equal(inside[name], np.isin(brats, sorted(labels))), name
+    edema, necrosis, enhancing = brats == 2, brats == 1, brats == 4
+    assert inside["whole tumor"][edema].all() and not (inside["tumor core"] | inside["enhancing tumor"])[edema].any()
+    assert (inside["whole tumor"] & inside["tumor core"])[necrosis].all()
+    assert not inside["enhancing tumor"][necrosis].any()
+    assert (inside["whole tumor"] & inside["tumor core"] & inside["enhancing tumor"])[enhancing].all()
+    assert not (inside["whole tumor"] | inside["tumor core"] | inside["enhancing tumor"])[brats == 0].any()
+
+    # a prediction that is exactly one BraTS label of the reference, scored by `evaluate`
+    acronyms = {"whole tumor": "WT", "tumor core": "TC", "enhancing tumor": "ET"}
+    for brats_label in (2, 1, 4):
+        pred_dir = tmp_path / f"pred_{brats_label}"
+        pred_dir.mkdir()
+        label = nib.load(out / "labelsTr" / "BraTS20_Training_001.nii.gz")
+        nib.save(nib.Nifti1Image(np.where(brats == brats_label, converted, 0).astype(np.uint8), label.affine,
+                                 label.header), pred_dir / "BraTS20_Training_001.nii.gz")
+        csv = tmp_path / f"metrics_{brats_label}.csv"
+        code, err = cli_run(["evaluate", str(pred_dir), str(out / "labelsTr"), "-o", str(csv), "--dataset-json",
+                             str(out / "dataset.json"), "--cases", "BraTS20_Training_001", "--num-processes", "1"],
+                            capsys)
+        assert code == 0, err
+        dice = pd.read_csv(csv).set_index("region")["dice"]
+        for name, labels in BRATS_REGION_LABELS.items():
+            expected = dice_by_hand((brats == brats_label) & (brats_label in labels), np.isin(brats, sorted(labels)))
+            assert dice[acronyms[name]] == pytest.approx(expected, abs=1e-12), (brats_label, name)
+        if brats_label == 2:   # the reference edema scores in WT only: 2 x 768 / (768 + 1152)
+            assert dice.to_dict() == pytest.approx({"WT": 0.8, "TC": 0.0, "ET": 0.0})
 
 
 def test_convert_2020_quirk_and_validation_release(tmp_path, nnunet_env):
@@ -124,7 +197,7 @@ def test_convert_2020_quirk_and_validation_release(tmp_path, nnunet_env):
     out = convert_brats(src, 2020, 7, validation=validation, num_processes=1, progress=False)
     assert out.name == "Dataset007_BraTS2020"
     label = nib.load(out / "labelsTr" / "BraTS20_Training_002.nii.gz").get_fdata()
-    assert np.array_equal(label, np.vectorize(BRATS_TO_NNUNET.get)(original))
+    assert np.array_equal(label, np.vectorize(BRATS_TO_NNUNET_LABEL.get)(original))
     assert sorted(p.name for p in (out / "imagesTs").iterdir()) == [
         f"BraTS20_Validation_00{i}_000{c}.nii.gz" for i in (1, 2) for c in range(4)]
 
@@ -336,6 +409,57 @@ def test_round_trip_convert_export_gives_the_source_labels(tmp_path, nnunet_env,
         assert np.array_equal(np.asanyarray(image.dataobj), np.asanyarray(source.dataobj))
 
 
+def prediction_with_a_full_header(labels: np.ndarray, path: Path) -> nib.Nifti1Image:
+    """``labels`` saved as int16 with every header field a writer may set: oblique sform and a different
+    qform with their own codes, anisotropic zooms and a time step, units, slice information, descrip..."""
+    sform = np.array([[0.0, -1.2, 0.1, 10.5], [0.9, 0.0, 0.0, -5.0], [0.0, 0.05, 2.5, 3.25], [0, 0, 0, 1]])
+    qform = np.array([[0.0, -1.2, 0.0, 11.0], [0.9, 0.0, 0.0, -5.0], [0.0, 0.0, 2.5, 3.0], [0, 0, 0, 1]])
+    image = nib.Nifti1Image(labels.astype(np.int16), sform)
+    header = image.header
+    header.set_qform(qform, code=1)
+    header.set_sform(sform, code=2)
+    header.set_xyzt_units("mm", "msec")
+    header.set_dim_info(freq=1, phase=0, slice=2)
+    header["pixdim"][4] = 2.0
+    header["slice_start"], header["slice_end"], header["slice_code"], header["slice_duration"] = 1, 10, 1, 0.25
+    header["toffset"] = 1.5
+    header["cal_min"], header["cal_max"] = 0.0, 3.0
+    header["intent_name"], header["descrip"], header["aux_file"] = b"labels", b"nnU-Net prediction", b"aux.txt"
+    nib.save(image, path)
+    return nib.load(path)
+
+
+def test_export_keeps_every_header_field_of_each_prediction(tmp_path, nnunet_env, capsys):
+    out = convert_brats(release(tmp_path, 2020, n=2), 2020, progress=False, num_processes=1)
+    predictions = tmp_path / "pred"
+    predictions.mkdir()
+    shutil.copy(out / "dataset.json", predictions / "dataset.json")
+    written = {}
+    for case in ("BraTS20_Training_001", "BraTS20_Training_002"):
+        labels = np.asanyarray(nib.load(out / "labelsTr" / f"{case}.nii.gz").dataobj)
+        written[case] = prediction_with_a_full_header(labels, predictions / f"{case}.nii.gz")
+    code, err = cli_run(["export-brats", str(predictions), str(tmp_path / "submit"), "-np", "1"], capsys)
+    assert code == 0, err
+    nnunet_to_brats = {v: k for k, v in BRATS_TO_NNUNET_LABEL.items()}
+    changed = {"datatype", "bitpix", "scl_slope", "scl_inter"}   # uint8, unscaled: what the export must change
+    for case, prediction in written.items():
+        exported = nib.load(tmp_path / "submit" / f"{case}.nii.gz")
+        before, after = prediction.header, exported.header
+        assert set(after.keys()) == set(before.keys())
+        for field in sorted(set(before.keys()) - changed):
+            assert np.array_equal(after[field], before[field], equal_nan=after[field].dtype.kind == "f"), \
+                (case, field, before[field], after[field])
+        assert exported.get_data_dtype() == np.uint8
+        assert after.get_slope_inter() in ((None, None), (1.0, 0.0))
+        assert (int(after["qform_code"]), int(after["sform_code"])) == (1, 2)
+        assert np.array_equal(after.get_qform(), before.get_qform()) and np.array_equal(after.get_sform(),
+                                                                                          before.get_sform())
+        assert after.get_zooms() == before.get_zooms() == pytest.approx((0.9, 1.2, 2.5))
+        assert after.get_xyzt_units() == ("mm", "msec") and after["descrip"] == b"nnU-Net prediction"
+        expected = np.vectorize(nnunet_to_brats.get)(np.asanyarray(prediction.dataobj))
+        assert np.array_equal(np.asanyarray(exported.dataobj), expected)
+
+
 def test_export_refuses_what_is_not_a_prediction(tmp_path, nnunet_env, capsys):
     src = release(tmp_path, 2020, n=2)
     out = convert_brats(src, 2020, progress=False, num_processes=1)
@@ -361,7 +485,7 @@ def test_export_refuses_what_is_not_a_prediction(tmp_path, nnunet_env, capsys):
     with pytest.raises(DruwasError, match="another dataset"):
         export_brats(pred, tmp_path / "x", num_processes=1)
     shutil.copy(out / "dataset.json", pred / "dataset.json")
-    with pytest.raises(DruwasError, match="BraTS 2020 dataset, not 2019"):
+    with pytest.raises(DruwasError, match="BraTS 2020 dataset, not BraTS 2019"):
         export_brats(pred, tmp_path / "x", 2019, num_processes=1)
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "old.nii.gz").write_bytes(b"")
@@ -369,3 +493,186 @@ def test_export_refuses_what_is_not_a_prediction(tmp_path, nnunet_env, capsys):
         export_brats(pred, tmp_path / "x", num_processes=1)
     export_brats(pred, tmp_path / "x", overwrite=True, num_processes=1, progress=False)
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["BraTS20_Training_002.nii.gz"]
+
+
+# --- the 2021 and 2023 releases and the Decathlon's Task01_BrainTumour -------------------------------
+# Spelled out here, independently of nnunetv2_druwas.data.brats: each release's file names of the nnU-Net
+# channels T1, T1ce, T2, FLAIR (the Decathlon: the channel of its 4-D image) and its labels -> nnU-Net's.
+NEW_RELEASES = {
+    "2021": dict(args=["--year", "2021"], dataset="Dataset503_BraTS2021", year=2021,
+                 modalities=("t1", "t1ce", "t2", "flair"), labels={0: 0, 1: 2, 2: 1, 4: 3},
+                 cases=["BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003"]),
+    "2023": dict(args=["--year", "2023"], dataset="Dataset504_BraTS2023GLI", year=2023,
+                 modalities=("t1n", "t1c", "t2w", "t2f"), labels={0: 0, 1: 2, 2: 1, 3: 3},
+                 cases=["BraTS-GLI-00001-000", "BraTS-GLI-00002-000", "BraTS-GLI-00003-000"]),
+    "msd": dict(args=["--msd"], dataset="Dataset505_MSDBrainTumour", year=None,
+                modalities=(1, 2, 3, 0), labels={0: 0, 1: 1, 2: 2, 3: 3},
+                cases=["BRATS_001", "BRATS_002", "BRATS_003"]),
+}
+
+
+def new_release(tmp_path: Path, key: str, n: int = 3, **kw) -> Path:
+    name = f"new{key}{'_val' if kw.get('validation') else ''}"
+    return make_brats_release(tmp_path / name, key, n, SHAPE, seed=4, lgg_fraction=0.0, **kw)
+
+
+def source_files(src: Path, key: str, case: str) -> tuple[list[Path], Path]:
+    """(image files, segmentation) of a case as the release names them (the Decathlon: one 4-D image)."""
+    if key == "msd":
+        return [src / "imagesTr" / f"{case}.nii.gz"], src / "labelsTr" / f"{case}.nii.gz"
+    sep = "-" if key == "2023" else "_"
+    folder = src / case
+    return [folder / f"{case}{sep}{m}.nii.gz" for m in NEW_RELEASES[key]["modalities"]], folder / f"{case}{sep}seg.nii.gz"
+
+
+@pytest.mark.parametrize("key", NEW_RELEASES)
+def test_synth_writes_each_new_layout(tmp_path, capsys, key):
+    spec = NEW_RELEASES[key]
+    extra = ["--test-cases", "1"] if key == "msd" else []
+    code, err = cli_run(["synth", str(tmp_path / "src"), *spec["args"], "--cases", "3", "--shape", *map(str, SHAPE),
+                         "--seed", "4", "--lgg-fraction", "0", *extra], capsys)
+    assert code == 0, err
+    src = tmp_path / "src"
+    written = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
+    expected = []
+    for case in spec["cases"]:
+        images, seg = source_files(src, key, case)
+        expected += [str(p.relative_to(src)) for p in (*images, seg)]
+    if key == "msd":
+        expected += ["dataset.json", "imagesTs/BRATS_901.nii.gz"]
+        assert json.loads((src / "dataset.json").read_text())["modality"] == {
+            "0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+        assert nib.load(src / "imagesTr" / "BRATS_001.nii.gz").shape == (*SHAPE, 4)
+    assert written == sorted(expected)
+    labels = [set(np.unique(np.asanyarray(nib.load(source_files(src, key, case)[1]).dataobj)).tolist())
+              for case in spec["cases"]]
+    assert set().union(*labels) == set(spec["labels"]), labels    # the release's labels, and only those
+    # the same cases as the 2020 layout, in the release's own labels
+    seg_2020 = synthesize_case(SHAPE, seed=4, index=2, lgg_fraction=0.0).seg
+    seg = np.asanyarray(nib.load(source_files(src, key, spec["cases"][1])[1]).dataobj)
+    to_nnunet = np.vectorize(spec["labels"].get)
+    assert np.array_equal(to_nnunet(seg), np.vectorize(BRATS_TO_NNUNET.get)(seg_2020))
+
+
+@pytest.mark.parametrize("key", NEW_RELEASES)
+def test_convert_each_new_release(tmp_path, nnunet_env, key):
+    spec = NEW_RELEASES[key]
+    src = new_release(tmp_path, key, test_cases=2) if key == "msd" else new_release(tmp_path, key)
+    validation = None if key == "msd" else new_release(tmp_path, key, n=2, validation=True)
+    out = convert_brats(src, key, validation=validation, num_processes=1, progress=False)
+    assert out == raw_root() / spec["dataset"]
+    assert sorted(p.name for p in raw_root().iterdir()) == [out.name]
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["release"] == key and dataset.get("brats_year") == spec["year"]
+    assert dataset["numTraining"] == 3 and dataset["regions_class_order"] == [1, 2, 3]
+    assert dataset["channel_names"] == {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"}
+    for case in spec["cases"]:
+        images, seg = source_files(src, key, case)
+        for channel in range(4):
+            written = out / "imagesTr" / f"{case}_{channel:04d}.nii.gz"
+            if key != "msd":
+                assert nii_bytes(written) == nii_bytes(images[channel])      # header + data unchanged
+                continue
+            volume, index = nii_bytes(images[0]), spec["modalities"][channel]
+            source = nib.load(images[0])
+            block = int(np.prod(SHAPE)) * source.get_data_dtype().itemsize
+            offset = int(source.header["vox_offset"]) if source.header["vox_offset"] else 352
+            dims = np.frombuffer(volume, "<i2", 8, 40).copy()
+            assert dims[0] == 4 and dims[4] == 4
+            dims[0], dims[4] = 3, 1            # the only header change: the 4th dimension
+            expected = volume[:40] + dims.tobytes() + volume[56:352] + volume[352 + index * block:352 + (index + 1) * block]
+            assert offset == 352 and nii_bytes(written) == expected
+            assert np.array_equal(np.asanyarray(nib.load(written).dataobj), np.asanyarray(source.dataobj)[..., index])
+        label = nib.load(out / "labelsTr" / f"{case}.nii.gz")
+        source = np.asanyarray(nib.load(seg).dataobj)
+        assert label.get_data_dtype() == np.uint8
+        assert np.array_equal(np.asanyarray(label.dataobj), np.vectorize(spec["labels"].get)(source))
+    test_cases = ["BRATS_901", "BRATS_902"] if key == "msd" else \
+        [c.replace("0000", "9000") for c in spec["cases"][:2]]
+    assert sorted(p.name for p in (out / "imagesTs").iterdir()) == [
+        f"{c}_{ch:04d}.nii.gz" for c in test_cases for ch in range(4)]
+
+
+@pytest.mark.parametrize("key", ["2018", "2019", "2020", "2021", "2023", "msd"])
+def test_every_release_converts_and_exports_back_to_its_own_labels(tmp_path, nnunet_env, capsys, key):
+    src = make_brats_release(tmp_path / "src", key, 3, SHAPE, seed=5, lgg_fraction=0.0)
+    out = convert_brats(src, key, num_processes=1, progress=False)
+    predictions = tmp_path / "pred"  # labelsTr stand in for predictions, with nnU-Net's dataset.json beside
+    shutil.copytree(out / "labelsTr", predictions)
+    shutil.copy(out / "dataset.json", predictions / "dataset.json")
+    code, err = cli_run(["export-brats", str(predictions), str(tmp_path / "submit"), "-np", "1"], capsys)
+    assert code == 0, err
+    exported = sorted((tmp_path / "submit").iterdir())
+    segs = sorted(p for p in src.rglob("*") if p.is_file() and ("labelsTr" in p.parts or "_seg." in p.name
+                                                                  or "-seg." in p.name))
+    assert len(segs) == 3
+    for path, seg in zip(exported, segs):
+        case = seg.parent.name if key != "msd" else seg.name[:-len(".nii.gz")]
+        assert path.name == f"{case}.nii.gz"
+        image, source = nib.load(path), nib.load(seg)
+        assert image.get_data_dtype() == np.uint8 and np.allclose(image.affine, source.affine)
+        assert np.array_equal(np.asanyarray(image.dataobj), np.asanyarray(source.dataobj))
+
+
+def _drop_modality(src: Path, key: str) -> tuple[str, str]:
+    case = NEW_RELEASES[key]["cases"][1]
+    images, _ = source_files(src, key, case)
+    if key != "msd":
+        images[3].unlink()    # FLAIR
+        return case, f"missing {NEW_RELEASES[key]['modalities'][3]} image"
+    image = nib.load(images[0])
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj)[..., :3].copy(), image.affine), images[0])
+    return case, f"shape {SHAPE + (3,)}"
+
+
+def _foreign_label(src: Path, key: str) -> tuple[str, str]:
+    case = NEW_RELEASES[key]["cases"][0]
+    _, seg = source_files(src, key, case)
+    image = nib.load(seg)
+    data = np.asanyarray(image.dataobj).copy()
+    bad = 3 if key == "2021" else 4     # 3 is no BraTS 2021 label, 4 none of 2023 or the Decathlon
+    data[0, 0, 0] = bad
+    nib.save(nib.Nifti1Image(data, image.affine), seg)
+    return case, f"[{bad}]"
+
+
+@pytest.mark.parametrize("key", NEW_RELEASES)
+@pytest.mark.parametrize("problem", [_drop_modality, _foreign_label])
+def test_bad_input_of_each_new_release(tmp_path, nnunet_env, capsys, key, problem):
+    src = new_release(tmp_path, key)
+    case, detail = problem(src, key)
+    with pytest.raises(DruwasError) as info:
+        convert_brats(src, key, num_processes=1, progress=False)
+    assert case in str(info.value) and detail in str(info.value), str(info.value)
+    assert list(raw_root().iterdir()) == []
+    code, err = cli_run(["convert-brats", str(src), *NEW_RELEASES[key]["args"], "-np", "1"], capsys)
+    assert code == 2 and case in err and "Traceback" not in err
+    assert list(raw_root().iterdir()) == []
+
+
+def test_a_release_with_another_releases_names_or_layout_is_refused(tmp_path, nnunet_env):
+    sources = {key: new_release(tmp_path, key) for key in NEW_RELEASES}
+    with pytest.raises(DruwasError, match="holds BraTS 2021 cases .* not BraTS 2023 .*check --year"):
+        convert_brats(sources["2021"], 2023, progress=False)
+    with pytest.raises(DruwasError, match="holds BraTS 2023 glioma .GLI. cases .* not BraTS 2021"):
+        convert_brats(sources["2023"], 2021, progress=False)
+    with pytest.raises(DruwasError, match="holds BraTS 2020 cases"):
+        convert_brats(sources["2021"], 2021, validation=release(tmp_path, 2020, n=1, validation=True), progress=False)
+    with pytest.raises(DruwasError, match="Decathlon task.*use --msd"):
+        convert_brats(sources["msd"], 2023, progress=False)
+    with pytest.raises(DruwasError, match="not a Decathlon task folder"):
+        convert_brats(sources["2021"], "msd", progress=False)
+    # a Decathlon folder of BraTS 2021 case files, and one whose dataset.json orders the channels otherwise
+    for path in sorted((sources["msd"]).rglob("BRATS_*.nii.gz")):
+        path.rename(path.with_name(path.name.replace("BRATS_", "BraTS2021_00")))
+    with pytest.raises(DruwasError, match="holds BraTS 2021 cases"):
+        convert_brats(sources["msd"], "msd", progress=False)
+    other = new_release(tmp_path / "o", "msd")
+    info = json.loads((other / "dataset.json").read_text())
+    info["modality"] = {"0": "T1w", "1": "t1gd", "2": "T2w", "3": "FLAIR"}
+    (other / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(DruwasError, match="dataset.json lists channels .*T1w.*is this Task01_BrainTumour"):
+        convert_brats(other, "msd", progress=False)
+    with pytest.raises(DruwasError, match="--validation does not apply to the Decathlon"):
+        convert_brats(other, "msd", validation=sources["2021"], progress=False)
+    assert list(raw_root().iterdir()) == []

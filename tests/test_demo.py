@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
+from conftest import check_fold_metrics, check_measured_rows
 from nnunetv2_druwas.demo import DemoSettings, prepare_workdir
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.variants import ABLATION_VARIANTS
@@ -35,19 +37,23 @@ def test_demo_end_to_end_and_resume(tmp_path):
     assert not user.exists()
 
     results = workdir / "nnUNet_results" / "Dataset500_BraTS2020"
+    preprocessed = workdir / "nnUNet_preprocessed" / "Dataset500_BraTS2020"
+    validation = sorted(json.loads((preprocessed / "splits_final.json").read_text())[0]["val"])
+    folds = {}
     for v in ABLATION_VARIANTS:
-        fold = results / f"{v.trainer}__nnUNetPlans__3d_fullres" / "fold_0"
-        assert (fold / "checkpoint_final.pth").is_file(), v.trainer
-        metrics = pd.read_csv(fold / "brats_metrics.csv")
-        assert set(metrics["region"]) == {"WT", "TC", "ET"}
-        assert metrics["dice"].between(0, 1).all()
+        folds[v.trainer] = fold = results / f"{v.trainer}__nnUNetPlans__3d_fullres" / "fold_0"
+        checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+        assert (checkpoint["trainer_name"], checkpoint["current_epoch"]) == (v.trainer, 1)
+        check_fold_metrics(fold, preprocessed / "gt_segmentations", validation)
 
     table4 = pd.read_csv(workdir / "tables" / "table4.csv")
-    measured = table4[table4["source"] == "measured"]
-    assert len(measured) == len(ABLATION_VARIANTS)
+    check_measured_rows(workdir / "tables" / "table4.csv", folds)
     assert len(table4[table4["source"] == "paper"]) == len(ABLATION_VARIANTS)
     assert "Table 4" in first.stdout and str(workdir / "tables") in first.stdout
-    assert (workdir / "tables" / "plots").is_dir()
+    plots = {p.name for p in (workdir / "tables" / "plots").iterdir()}
+    stems = {name.rsplit(".", 1)[0] for name in plots}
+    assert {"per_case_dice", "per_case_hd95", "switch_effects"} <= stems    # tests/test_analysis.py checks them all
+    assert plots == {f"{stem}.{ending}" for stem in stems for ending in ("png", "pdf")}
 
     # A rerun with the same settings resumes: every step is found done and skipped.
     second = _demo(workdir, env)

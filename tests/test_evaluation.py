@@ -18,8 +18,9 @@ from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.evaluation import BRATS_EMPTY_HD95, dice, evaluate_folder, hd95, region_metrics, surfaces
 from nnunetv2_druwas.evaluation.metrics import bounding_box
 
-COLUMNS = ["case", "region", "dice", "hd95", "sensitivity", "specificity", "n_pred", "n_ref", "n_tp",
-           "missing", "hd95_definition"]
+COLUMNS = ["case", "region", "protocol", "dice", "hd95", "sensitivity", "specificity", "n_pred", "n_ref", "n_tp",
+           "missing", "hd95_definition", "nsd", "global_dice", "global_nsd", "global_hd95", "lesion_tp", "lesion_fp",
+           "lesion_fn", "padded_from"]
 NNUNET_DATASET_JSON = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3],
                                   "enhancing tumor": 3}, "regions_class_order": [1, 2, 3], "file_ending": ".nii.gz"}
 
@@ -253,7 +254,14 @@ def test_cli_writes_csv_and_fails_cleanly(folders, tmp_path):
     df = pd.read_csv(out)
     assert list(df.columns) == COLUMNS and len(df) == 9
     assert (df["hd95_definition"] == "max_directed").all() and (df[df["missing"]]["hd95"] == 200).all()
-    assert out.with_name("cli_summary.csv").is_file() and "WT" in proc.stdout
+    summary = pd.read_csv(out.with_name("cli_summary.csv")).set_index(["region", "metric"])
+    for (region, metric), row in summary.iterrows():
+        values = df.loc[df["region"] == region, metric].to_numpy(float)
+        assert (row["n"], row["n_missing"]) == (3, 1)
+        assert [row["mean"], row["median"], row["std"]] == pytest.approx(
+            [values.mean(), np.median(values), values.std(ddof=1)], rel=1e-12), (region, metric)
+    assert sorted(summary.index) == sorted((r, m) for r in ("WT", "TC", "ET") for m in ("dice", "hd95"))
+    assert "WT" in proc.stdout
     write_nifti(pred_dir / "A.nii", gts["A"][:-1], spacing)
     proc = subprocess.run(cmd[:-1] + ["1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "case A" in proc.stderr and "Traceback" not in proc.stderr

@@ -6,6 +6,7 @@ impose, the tables at the end, ``--status``, and the skip / resume logic of the 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_ID, results_env, run_command
+from conftest import REPO, TINY_ID, check_fold_metrics, check_measured_rows, results_env, run_command
 from nnunetv2_druwas import grid
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.variants import ABLATION_VARIANTS, trainer_name
@@ -383,16 +384,36 @@ def slurm_cluster() -> None:
     assert sinfo_answers()
 
 
-def wait_for_jobs(job_ids: set[str], out: Path, timeout: float = 900) -> None:
-    """Poll squeue until none of these jobs is queued or running."""
+#: states a SLURM job ends in (squeue --states=all shows them for MinJobAge, 300 s by default)
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+         "DEADLINE"}
+
+
+def slurm_states(job_ids: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Job name -> (state, reason) of task 0 (or the single job) of each job, read from squeue."""
+    proc = subprocess.run(["squeue", "-h", "-r", "--states=all", "-j", ",".join(job_ids.values()), "-o",
+                           "%F|%K|%T|%r"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"squeue failed: {proc.stderr}"
+    by_id = {}
+    for line in proc.stdout.splitlines():
+        array_id, task, state, reason = line.strip().split("|")
+        if task in ("0", "N/A"):
+            by_id[array_id] = (state, reason)
+    return {name: by_id.get(job_id, ("", "")) for name, job_id in job_ids.items()}
+
+
+def wait_for_slurm(job_ids: dict[str, str], done, what: str, out: Path, timeout: float = 900,
+                   check=lambda states: None) -> dict[str, tuple[str, str]]:
+    """Poll squeue every second until ``done(states)``; ``check(states)`` must hold at every poll."""
     deadline = time.monotonic() + timeout
+    states = {}
     while time.monotonic() < deadline:
-        queue = grid.queue_states()
-        assert queue is not None, "squeue stopped answering"
-        if not {array_id for array_id, _ in queue} & job_ids:
-            return
-        time.sleep(3)
-    pytest.fail(f"jobs {job_ids} still in the queue after {timeout} s:\n{logs_text(out)}")
+        states = slurm_states(job_ids)
+        check(states)
+        if done(states):
+            return states
+        time.sleep(1)
+    pytest.fail(f"SLURM: {what} did not happen within {timeout} s; last states {states}\n{logs_text(out)}")
 
 
 def logs_text(out: Path) -> str:
@@ -408,6 +429,13 @@ def log_times(out: Path) -> dict[str, tuple[float, float]]:
     return {name: (t["start"], t["end"]) for name, t in times.items() if "start" in t and "end" in t}
 
 
+def tiny_validation(env: dict[str, str]) -> tuple[Path, list[str]]:
+    """The ground-truth folder of the tiny dataset and the validation cases of its fold 0."""
+    preprocessed = Path(env["nnUNet_preprocessed"]) / DATASET
+    splits = json.loads((preprocessed / "splits_final.json").read_text())
+    return preprocessed / "gt_segmentations", sorted(splits[0]["val"])
+
+
 def test_grid_runs_on_a_real_slurm_cluster_in_dependency_order(slurm_cluster, tiny_preprocessed, tmp_path):
     env = results_env(tiny_preprocessed, tmp_path / "results", DRUWAS_EPOCHS="1", DRUWAS_ITERS="2")
     results = Path(env["nnUNet_results"])
@@ -420,21 +448,38 @@ def test_grid_runs_on_a_real_slurm_cluster_in_dependency_order(slurm_cluster, ti
     full, swish = (grid.array_name(DATASET, t, "nnUNetPlans", "2d") for t in (FULL, SWISH))
     assert list(ids) == [full, swish, grid.TABLES_JOB]
     assert all(f"{job_id}\t{name}" in submitted.stdout for name, job_id in ids.items())
-    # while ReLU trains (tens of seconds at least), the Swish task waits in the queue for it
-    status = run_command(["nnunetv2_druwas", "grid", "--status", "--out", str(out)], env).stdout
-    assert re.search(rf"{FULL} +0 +(queued|running) +{ids[full]}_0", status), status
-    assert re.search(rf"{SWISH} +0 +queued +{ids[swish]}_0", status), status
-    wait_for_jobs(set(ids.values()), out)
+
+    def dependencies_hold(states):   # Swish waits for ReLU and the tables for Swish, at every poll
+        if states[full][0] not in ENDED:
+            assert states[swish][0] == "PENDING", states
+        if states[swish][0] not in ENDED:
+            assert states[grid.TABLES_JOB][0] == "PENDING", states
+
+    # once the ReLU task runs, the Swish task and the tables wait for their dependencies
+    states = wait_for_slurm(ids, lambda s: s[full][0] == "RUNNING" and s[swish][1] == "Dependency",
+                            "ReLU fold 0 running with Swish waiting for it", out, check=dependencies_hold)
+    assert states[grid.TABLES_JOB] == ("PENDING", "Dependency"), states
+    queue = {(job_id, "0"): states[name][0] for name, job_id in ids.items()}
+    rows = grid.grid_status(grid.Selection((DATASET,), ("2d",), (0,), (FULL, SWISH)), out, env, queue=queue)
+    assert [(r["trainer"], r["state"], r["job_id"]) for r in rows] == [
+        (FULL, "running", f"{ids[full]}_0"), (SWISH, "queued", f"{ids[swish]}_0")]
+    states = wait_for_slurm(ids, lambda s: all(state in ENDED for state, _ in s.values()), "the end of every job",
+                            out, check=dependencies_hold)
+    assert {name: state for name, (state, _) in states.items()} == dict.fromkeys(ids, "COMPLETED"), logs_text(out)
 
     # the order the dependencies impose, from the start / end lines of the logs
     times = log_times(out)
     assert set(times) == {f"{full} fold 0", f"{swish} fold 0", grid.TABLES_JOB}, logs_text(out)
     assert times[f"{full} fold 0"][1] <= times[f"{swish} fold 0"][0], logs_text(out)
     assert times[f"{swish} fold 0"][1] <= times[grid.TABLES_JOB][0], logs_text(out)
-    swish_fold = grid.Run(DATASET, "2d", SWISH, "nnUNetPlans", 0).fold_dir(results)
-    assert json.loads((swish_fold / "continuation.json").read_text())  # started from the ReLU weights
-    table4 = (out / "tables" / "table4.csv").read_text()
-    assert FULL in table4 and SWISH in table4
+    relu_fold, swish_fold = (grid.Run(DATASET, "2d", t, "nnUNetPlans", 0).fold_dir(results) for t in (FULL, SWISH))
+    record = json.loads((swish_fold / "continuation.json").read_text())   # started from the ReLU weights
+    assert record["checkpoint"] == str((relu_fold / "checkpoint_final.pth").resolve())
+    assert record["checkpoint_sha256"] == hashlib.sha256((relu_fold / "checkpoint_final.pth").read_bytes()).hexdigest()
+    gt, cases = tiny_validation(env)
+    for fold in (relu_fold, swish_fold):
+        check_fold_metrics(fold, gt, cases)
+    check_measured_rows(out / "tables" / "table4.csv", {FULL: relu_fold, SWISH: swish_fold})
 
     status = run_command(["nnunetv2_druwas", "grid", "--status", "--out", str(out)], env).stdout
     assert re.search(rf"{FULL} +0 +done", status) and re.search(rf"{SWISH} +0 +done", status), status
@@ -451,15 +496,14 @@ def test_grid_runs_on_a_real_slurm_cluster_in_dependency_order(slurm_cluster, ti
     status = run_command(["nnunetv2_druwas", "grid", "--status", "--out", str(out)], env).stdout
     assert re.search(rf"{SWISH} +0 +incomplete", status), status
     shell_out = tmp_path / "shell"
-    run_command([*command[:-4], "--format", "shell", "--out", str(shell_out), "--tables-args", "--no-plots "
-                 "--n-resamples 99"], env)
+    run_command([*command[:-4], "--format", "shell", "--out", str(shell_out), "--tables-args", command[-1]], env)
     assert set(json.loads((shell_out / "grid.json").read_text())["jobs"]) == {swish, grid.TABLES_JOB}
     run_command(["bash", str(shell_out / "run_all.sh")], env)
     resumed = (shell_out / "logs" / f"{swish}__fold0.log").read_text()
     assert re.search(rf"running: .*nnUNetv2_train {DATASET} 2d 0 -tr {SWISH} .* --c$", resumed, re.M), resumed
     assert grid.fold_state(swish_fold) == "done"
-    assert (shell_out / "tables" / "table4.csv").is_file()
-
+    check_fold_metrics(swish_fold, gt, cases)
+    check_measured_rows(shell_out / "tables" / "table4.csv", {FULL: relu_fold, SWISH: swish_fold})
 
 def test_reference_and_repeat_jobs_on_a_real_slurm_cluster(slurm_cluster, tiny_preprocessed, tmp_path):
     """``--trainers baseline --reference nnunet resenc-m --repeats 2`` on fold 0 (2d, 1 epoch of 2
@@ -490,7 +534,8 @@ def test_reference_and_repeat_jobs_on_a_real_slurm_cluster(slurm_cluster, tiny_p
     baseline1 = grid.array_name(DATASET, "nnUNetTrainerDRUwAS_Baseline_repeat1", "nnUNetPlans", "2d")
     resenc1 = grid.array_name(DATASET, "nnUNetTrainer_repeat1", "nnUNetResEncUNetMPlans", "2d")
     assert list(ids) == [plan, baseline1, resenc1, grid.TABLES_JOB]
-    wait_for_jobs(set(ids.values()), out)
+    states = wait_for_slurm(ids, lambda s: all(state in ENDED for state, _ in s.values()), "the end of every job", out)
+    assert {name: state for name, (state, _) in states.items()} == dict.fromkeys(ids, "COMPLETED"), logs_text(out)
 
     times = log_times(out)
     assert set(times) == {plan, f"{baseline1} fold 0", f"{resenc1} fold 0", grid.TABLES_JOB}, logs_text(out)

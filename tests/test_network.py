@@ -30,13 +30,7 @@ FEATURES = [8, 16, 32]
 IN_CHANNELS, NUM_CLASSES = 4, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: one intra-op thread is as fast alone and 5x faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_net(variant_kwargs: dict, geometry: str = "3d", deep_supervision: bool = True, **overrides) -> DRUwASUNet:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_ID, TRAINERS, results_env, run_command
+from conftest import TINY_ID, TRAINERS, check_fold_metrics, results_env, run_command
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.variants import RECIPES, VARIANTS, all_trainers, repeat_trainer_name
 
@@ -51,6 +51,17 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def preprocessed_dataset(env: dict[str, str]) -> Path:
+    (folder,) = Path(env["nnUNet_preprocessed"]).glob(f"Dataset{TINY_ID:03d}_*")
+    return folder
+
+
+def check_fold_0_metrics(env: dict[str, str], fold: Path) -> None:
+    """The fold's BraTS metrics are those of its validation predictions, recomputed by hand."""
+    splits = json.loads((preprocessed_dataset(env) / "splits_final.json").read_text())
+    check_fold_metrics(fold, preprocessed_dataset(env) / "gt_segmentations", sorted(splits[0]["val"]))
+
+
 def in_process_trainer(name: str, configuration: str, env: dict[str, str], monkeypatch, plans: str = "nnUNetPlans"):
     """A trainer of the named class built in this process, as ``nnUNetv2_train`` builds it."""
     from batchgenerators.utilities.file_and_folder_operations import load_json
@@ -58,7 +69,7 @@ def in_process_trainer(name: str, configuration: str, env: dict[str, str], monke
     from nnunetv2_druwas import training
 
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA",
-                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_SEED", "DRUWAS_INIT_CHECKPOINT"):
+                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_SEED", "DRUWAS_INIT_CHECKPOINT", "DRUWAS_CHECKPOINTING"):
         if key in env:
             monkeypatch.setenv(key, env[key])
         else:
@@ -113,7 +124,8 @@ def test_trainer_module_imports_in_a_fresh_interpreter_and_nnunet_finds_every_na
         "names = sorted(druwas.__all__)\n"
         "assert all(issubclass(getattr(druwas, n), nnUNetTrainer) for n in names)\n"
         "found = {n: recursive_find_trainer_class_by_name(n).__name__ for n in names}\n"
-        "heavy = [m for m in ('nnunetv2_druwas.evaluation', 'medpy', 'monai') if m in sys.modules]\n"
+        "heavy = [m for m in ('nnunetv2_druwas.evaluation.evaluate', 'nnunetv2_druwas.evaluation.metrics',\n"
+        "                     'medpy', 'monai') if m in sys.modules]\n"
         "repeats = {}\n"
         "for n in ('nnUNetTrainerDRUwASSwish_PaperStrict_repeat2', 'nnUNetTrainer_repeat1', 'nnUNetTrainer_250epochs_repeat3'):\n"
         "    cls = recursive_find_trainer_class_by_name(n)\n"
@@ -290,6 +302,25 @@ def test_every_trainer_builds_its_network_and_takes_a_training_step(name, tiny_p
     assert np.isfinite(trainer.validation_step(next(val_loader))["loss"])
 
 
+def test_checkpointing_switch_reaches_the_network_and_changes_no_step(tiny_preprocessed, tmp_path, monkeypatch):
+    """DRUWAS_CHECKPOINTING=1 turns on DRUwASUNet.checkpointing; nnU-Net's own training step (deep
+    supervision loss, optimizer) then gives the same loss and the same new weights."""
+    env = results_env(tiny_preprocessed, tmp_path, nnUNet_n_proc_DA="0")
+    trainers = {}
+    for switch in ("", "1"):
+        torch.manual_seed(0)
+        trainers[switch] = in_process_trainer(RELU, "2d", dict(env, DRUWAS_CHECKPOINTING=switch), monkeypatch)
+        trainers[switch].initialize()
+    off, on = trainers[""], trainers["1"]
+    assert (off.bare_network().checkpointing, on.bare_network().checkpointing) == (False, True)
+    assert "DRUWAS_CHECKPOINTING" in Path(on.log_file).read_text()
+    batch = next(off.get_dataloaders()[0])
+    losses = [trainer.train_step(batch)["loss"] for trainer in (off, on)]
+    assert np.isclose(losses[0], losses[1], rtol=1e-6, atol=0)
+    after_off, after_on = off.bare_network().state_dict(), on.bare_network().state_dict()
+    assert all(torch.allclose(after_off[k], after_on[k], rtol=1e-5, atol=1e-7) for k in after_off)
+
+
 def test_deep_supervision_follows_the_network_for_a_plan_with_more_stages(tiny_preprocessed, tmp_path, monkeypatch):
     """A 6-stage anisotropic plan: the paper's network has 5 stages, so 4 outputs; the loss weights
     and the deep-supervision scales (hence the targets) follow it, not the plan's 5."""
@@ -307,35 +338,124 @@ def test_deep_supervision_follows_the_network_for_a_plan_with_more_stages(tiny_p
     assert [tuple(o.shape[2:]) for o in outputs] == [(32 * a, 64 * b) for a, b in scales]
 
 
-def test_plateau_schedule_lowers_the_rate_and_is_rebuilt_on_resume(tiny_preprocessed, tmp_path, monkeypatch):
-    """The trainer's own epoch hooks feed the plateau schedule once per epoch: the lowered rate is in
-    place when nnU-Net's epoch end writes its checkpoints and is the rate of the next epoch."""
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+# The paper's recipe, written out here: Adam from 5e-4, ReduceLROnPlateau with patience 4 and PyTorch's
+# factor 0.1 on nnU-Net's EMA pseudo Dice (new = 0.9 old + 0.1 value), higher is better.
+PAPER_LR, PATIENCE, FACTOR = 5e-4, 4, 0.1
 
-    env = results_env(tiny_preprocessed, tmp_path)
+
+def ema_by_hand(values: list[float]) -> list[float]:
+    ema = [values[0]]
+    for value in values[1:]:
+        ema.append(0.9 * ema[-1] + 0.1 * value)
+    return ema
+
+
+def run_epochs(trainer, pseudo_dice: list[float], keep: Path | None = None) -> None:
+    """Epochs through nnU-Net's own hooks (as its ``run_training`` calls them) without training steps:
+    nnU-Net's validation epoch end gets counts whose Dice is ``pseudo_dice[e]`` in every region
+    (tp = d, fp = fn = 1 - d); its ``on_epoch_end`` logs, writes ``checkpoint_latest.pth`` (every epoch:
+    save_every = 1) and counts the epoch. With ``keep``, each epoch's checkpoint is copied to
+    ``keep/epoch_<e>.pth``."""
+    trainer.save_every = 1
+    for dice in pseudo_dice:
+        epoch = trainer.current_epoch
+        trainer.on_epoch_start()
+        trainer.on_train_epoch_start()
+        trainer.on_train_epoch_end([{"loss": np.array(0.5)}])
+        trainer.on_validation_epoch_start()
+        counts = np.full(3, dice), np.full(3, 1 - dice)
+        trainer.on_validation_epoch_end([{"loss": np.array(0.4), "tp_hard": counts[0], "fp_hard": counts[1],
+                                          "fn_hard": counts[1]}])
+        trainer.on_epoch_end()
+        if keep is not None:
+            keep.mkdir(exist_ok=True)
+            shutil.copy(Path(trainer.output_folder) / "checkpoint_latest.pth", keep / f"epoch_{epoch}.pth")
+
+
+def checkpoint_rate(path: Path) -> float:
+    (group,) = load_checkpoint(path)["optimizer_state"]["param_groups"]
+    return group["lr"]
+
+
+def test_plateau_keeps_the_rate_while_the_signal_rises(tiny_preprocessed, tmp_path, monkeypatch):
+    env = results_env(tiny_preprocessed, tmp_path / "results")
     trainer = in_process_trainer("nnUNetTrainerDRUwAS_Baseline", "2d", env, monkeypatch)
     trainer.initialize()
-    rate_at_checkpoint = []
-
-    def nnunet_epoch_end(self):   # nnU-Net's on_epoch_end writes the checkpoints, then counts the epoch
-        rate_at_checkpoint.append(self.optimizer.param_groups[0]["lr"])
-        self.current_epoch += 1
-
-    monkeypatch.setattr(nnUNetTrainer, "on_epoch_end", nnunet_epoch_end)
-    for epoch in range(7):   # a flat signal: best at epoch 0, five epochs without improvement > patience 4
-        trainer.on_train_epoch_start()        # nnU-Net's lr_scheduler.step(epoch) there is ignored
-        trainer.logger.log("mean_fg_dice", 0.5, epoch)
-        trainer.on_epoch_end()
-    assert trainer.logger.get_value("lrs", step=None) == pytest.approx([5e-4] * 6 + [5e-5])
-    assert rate_at_checkpoint == pytest.approx([5e-4] * 5 + [5e-5] * 2)
-    trainer.current_epoch = 6   # as nnU-Net saves the final checkpoint
-    trainer.save_checkpoint(str(tmp_path / "checkpoint.pth"))
-
+    rising = [0.3 + 0.05 * epoch for epoch in range(8)]
+    run_epochs(trainer, rising)
+    assert trainer.logger.get_value("ema_fg_dice", step=None) == pytest.approx(ema_by_hand(rising))
+    assert trainer.logger.get_value("lrs", step=None) == pytest.approx([PAPER_LR] * 8)
+    checkpoint = Path(trainer.output_folder) / "checkpoint_latest.pth"
+    assert load_checkpoint(checkpoint)["current_epoch"] == 8
+    assert checkpoint_rate(checkpoint) == pytest.approx(PAPER_LR)
     resumed = in_process_trainer("nnUNetTrainerDRUwAS_Baseline", "2d", env, monkeypatch)
-    resumed.load_checkpoint(str(tmp_path / "checkpoint.pth"))
-    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(5e-5)
-    state = {k: v for k, v in trainer.lr_scheduler.state_dict().items() if k in ("best", "num_bad_epochs", "_last_lr")}
-    assert {k: resumed.lr_scheduler.state_dict()[k] for k in state} == state
+    resumed.load_checkpoint(str(checkpoint))
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(PAPER_LR)
+
+
+def test_plateau_lowers_the_rate_once_patience_plus_one_epochs_after_the_best(tiny_preprocessed, tmp_path,
+                                                                              monkeypatch):
+    """The EMA rises for 4 epochs (best at epoch 3), then stays flat: the end of epoch 3 + 4 + 1 = 8 lowers
+    the rate, so nnU-Net's checkpoint of epoch 8 holds it and epoch 9 trains with it; nothing else drops in
+    11 epochs. A trainer resumed from a checkpoint of the plateau (``--c``) drops at the same epoch."""
+    env = results_env(tiny_preprocessed, tmp_path / "results")
+    trainer = in_process_trainer("nnUNetTrainerDRUwAS_Baseline", "2d", env, monkeypatch)
+    trainer.initialize()
+    # pseudo Dice values whose EMA is 0.50, 0.52, 0.54, 0.56, then 0.56 for ever
+    signal = [0.5, 0.7, 0.72, 0.74] + [0.56] * 7
+    ema = ema_by_hand(signal)
+    assert ema[:4] == pytest.approx([0.5, 0.52, 0.54, 0.56]) and ema[4:] == pytest.approx([0.56] * 7)
+    best = 3
+    drop = best + PATIENCE + 1
+    checkpoints = tmp_path / "checkpoints"
+    run_epochs(trainer, signal, keep=checkpoints)
+    assert trainer.logger.get_value("ema_fg_dice", step=None) == pytest.approx(ema)
+    rates = [PAPER_LR] * (drop + 1) + [PAPER_LR * FACTOR] * (len(signal) - drop - 1)
+    assert trainer.logger.get_value("lrs", step=None) == pytest.approx(rates)     # the rate each epoch trained at
+    assert [checkpoint_rate(checkpoints / f"epoch_{e}.pth") for e in range(len(signal))] == \
+        pytest.approx([PAPER_LR] * drop + [PAPER_LR * FACTOR] * (len(signal) - drop))
+
+    # --c from the checkpoint of epoch 6 (three epochs into the plateau), then the same signal
+    resumed = in_process_trainer("nnUNetTrainerDRUwAS_Baseline", "2d", results_env(env, tmp_path / "resumed"),
+                                 monkeypatch)
+    resumed.load_checkpoint(str(checkpoints / "epoch_6.pth"))
+    assert resumed.current_epoch == 7 and resumed.optimizer.param_groups[0]["lr"] == pytest.approx(PAPER_LR)
+    run_epochs(resumed, signal[7:])
+    assert resumed.logger.get_value("lrs", step=None) == pytest.approx(rates)
+    # --c from the checkpoint written at the drop: the lowered rate, and no second drop on resuming
+    after = in_process_trainer("nnUNetTrainerDRUwAS_Baseline", "2d", results_env(env, tmp_path / "after"), monkeypatch)
+    after.load_checkpoint(str(checkpoints / f"epoch_{drop}.pth"))
+    assert after.optimizer.param_groups[0]["lr"] == pytest.approx(PAPER_LR * FACTOR)
+    run_epochs(after, signal[drop + 1:])
+    assert after.logger.get_value("lrs", step=None) == pytest.approx(rates)
+
+
+def test_paper_batch_size_follows_the_memory_budget(tiny_preprocessed, tmp_path, monkeypatch):
+    """Plans whose memory budget holds only 2, then 1 DRUwAS sample: a 3D plan for a network with 4-32
+    features (so nnU-Net's default 8 GB budget is the larger) and patches of 160^3 and 192^3 voxels."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    # nnU-Net's ExperimentPlanner: 560e6 feature-map units at batch 2 for its 8 GB target (3D)
+    default_budget = 560_000_000 * 2
+    env = results_env(tiny_preprocessed, tmp_path)
+    for patch, expected_batch in ((160, 2), (192, 1)):
+        trainer = in_process_trainer(RELU, "3d_fullres", env, monkeypatch)
+        cm = trainer.configuration_manager
+        cm.configuration["patch_size"] = [patch] * 3
+        cm.network_arch_init_kwargs["features_per_stage"] = [4, 8, 16, 32]
+        with torch.device("meta"):
+            ours = trainer.build_network_architecture(trainer.plans_manager, cm, 4, 3, True)
+            nnunet = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                            cm.network_arch_init_kwargs_req_import, 4, 3, allow_init=False,
+                                            deep_supervision=True)
+        per_sample = int(ours.compute_conv_feature_map_size([patch] * 3))
+        budget = max(default_budget, int(nnunet.compute_conv_feature_map_size([patch] * 3)) * cm.batch_size)
+        assert budget == default_budget
+        assert max(1, min(4, budget // per_sample)) == expected_batch
+        assert per_sample * expected_batch <= budget < per_sample * (expected_batch + 1)
+        assert trainer.paper_batch_size() == expected_batch
+        trainer.initialize()
+        assert trainer.batch_size == expected_batch
 
 
 def test_strict_recipe_has_no_deep_supervision_and_one_pass_epochs(tiny_preprocessed, tmp_path, monkeypatch):
@@ -369,21 +489,13 @@ def test_strict_recipe_has_no_deep_supervision_and_one_pass_epochs(tiny_preproce
 # --- real runs ------------------------------------------------------------------------------
 
 def test_main_trainer_trains_validates_and_writes_brats_metrics(relu_run):
-    import pandas as pd
-
     fold = fold_dir(relu_run, RELU)
     checkpoint = load_checkpoint(fold / "checkpoint_final.pth")
     assert checkpoint["trainer_name"] == RELU and checkpoint["current_epoch"] == 1
-    assert (fold / "progress.png").is_file()
-    splits = json.loads((Path(relu_run["nnUNet_preprocessed"]).glob(f"Dataset{TINY_ID:03d}_*").__next__()
-                         / "splits_final.json").read_text())
+    splits = json.loads((preprocessed_dataset(relu_run) / "splits_final.json").read_text())
     validation_cases = sorted(splits[0]["val"])
     assert sorted(p.name[:-len(".nii.gz")] for p in (fold / "validation").glob("*.nii.gz")) == validation_cases
-    metrics = pd.read_csv(fold / "brats_metrics.csv")
-    assert sorted(metrics["case"].unique()) == validation_cases
-    assert sorted(metrics["region"].unique()) == ["ET", "TC", "WT"]
-    assert metrics["dice"].between(0, 1).all() and not metrics["missing"].any()
-    assert (fold / "brats_metrics_summary.csv").is_file()
+    check_fold_0_metrics(relu_run, fold)
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "DRUWAS_EPOCHS=1: 1 epochs instead of 100" in log
     assert "batch size 4 instead of the plan's 2" in log
@@ -398,31 +510,45 @@ def test_validation_only_rerun_writes_brats_metrics(relu_run):
         (fold / name).unlink()
     logs_before = set(fold.glob("training_log_*.txt"))
     run_command(TRAIN + [RELU, "--val", "--val_best"], relu_run)
-    assert (fold / "brats_metrics.csv").is_file() and (fold / "brats_metrics_summary.csv").is_file()
+    check_fold_0_metrics(relu_run, fold)
     assert (fold / "checkpoint_final.pth").read_bytes() == final   # nothing was trained
     (new_log,) = set(fold.glob("training_log_*.txt")) - logs_before
     text = new_log.read_text()
     assert "BraTS metrics of the validation cases" in text and "Epoch 0" not in text
 
 
-def test_swish_continuation_starts_from_the_relu_weights(swish_run):
-    from nnunetv2_druwas.training import state_dict_digest
+def weights_digest_by_hand(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over name, dtype, shape and bytes of every tensor in name order (the record's definition)."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
 
+
+def test_swish_continuation_starts_from_the_relu_weights(swish_run):
     relu_path = fold_dir(swish_run, RELU) / "checkpoint_final.pth"
     fold = fold_dir(swish_run, SWISH)
     record = json.loads((fold / "continuation.json").read_text())
-    relu = load_checkpoint(relu_path)["network_weights"]
-    assert record["checkpoint"] == str(relu_path.resolve())
-    assert record["checkpoint_sha256"] == hashlib.sha256(relu_path.read_bytes()).hexdigest()
-    assert record["source_trainer"] == RELU
-    assert record["weights_sha256"] == state_dict_digest(relu)
+    relu_checkpoint = load_checkpoint(relu_path)
+    relu = relu_checkpoint["network_weights"]
+    # the record names the ReLU fold of the same dataset, plans, configuration and fold, and what it held
+    assert record == {
+        "checkpoint": str(relu_path.resolve()),
+        "checkpoint_sha256": hashlib.sha256(relu_path.read_bytes()).hexdigest(),
+        "source_trainer": RELU,
+        "source_epochs": 1,
+        "weights_sha256": weights_digest_by_hand(relu),
+    }
+    assert relu_checkpoint["current_epoch"] == 1 and relu_checkpoint["trainer_name"] == RELU
     # after two Adam steps at lr 5e-4 every weight is still within 1e-2 of the ReLU weights;
     # a fresh He initialisation is not (its convolution weights differ by ~0.1-1)
     swish = load_checkpoint(fold / "checkpoint_final.pth")
     assert swish["trainer_name"] == SWISH and set(swish["network_weights"]) == set(relu)
     for key, value in relu.items():
         assert (swish["network_weights"][key] - value).abs().max() <= 1e-2, key
-    assert (fold / "brats_metrics.csv").is_file()
+    check_fold_0_metrics(swish_run, fold)
 
 
 def test_figure4_reads_nnunets_own_training_logs(swish_run):
@@ -493,6 +619,30 @@ def test_explicit_init_checkpoint_loads_every_weight_exactly(relu_run, tmp_path,
     baseline.initialize()
     with pytest.raises(DruwasError, match="do not fit the network of nnUNetTrainerDRUwAS_Baseline"):
         baseline.load_continuation_weights()
+
+
+def test_continuation_from_a_checkpoint_without_its_head_is_refused(tiny_preprocessed, tmp_path, monkeypatch):
+    """A ReLU checkpoint written by nnU-Net, with the segmentation heads removed (what
+    ``-pretrained_weights`` would keep): the Swish run refuses it, naming the file and the missing head."""
+    env = results_env(tiny_preprocessed, tmp_path / "results")
+    relu = in_process_trainer(RELU, "2d", env, monkeypatch)
+    relu.initialize()
+    relu.save_checkpoint(str(tmp_path / "relu.pth"))
+    checkpoint = load_checkpoint(tmp_path / "relu.pth")
+    head = [k for k in checkpoint["network_weights"] if ".seg_layers." in k]
+    assert head
+    for key in head:
+        del checkpoint["network_weights"][key]
+    headless = tmp_path / "headless.pth"
+    torch.save(checkpoint, headless)
+
+    swish = in_process_trainer(SWISH, "2d", dict(env, DRUWAS_INIT_CHECKPOINT=str(headless)), monkeypatch)
+    with pytest.raises(DruwasError) as error:
+        swish.on_train_start()
+    message = str(error.value)
+    assert str(headless) in message and f"do not fit the network of {SWISH}" in message
+    assert "Missing key(s)" in message and head[0] in message
+    assert not (Path(swish.output_folder) / "continuation.json").exists()
 
 
 def test_predict_with_a_druwas_trainer(relu_run, tmp_path):

@@ -50,13 +50,41 @@ class NiftiFile:
             raise DruwasError(f"{self.path} is not a readable NIfTI-1 image ({type(e).__name__}: {e}); "
                               f"download it again") from None
         self._raw = raw if compressed else None
-        self._data = None if compressed else data
+        self._data = data
 
     @property
     def gz_bytes(self) -> bytes:
         if self._raw is not None:
             return self._raw
         return gzip.compress(self._data, compresslevel=GZIP_LEVEL, mtime=0)
+
+    def volume_gz_bytes(self, channel: int) -> bytes:
+        """One 3-D volume of a 4-D image as a ``.nii.gz`` file, without changing its data.
+
+        The header stays byte for byte what it was apart from the 4th dimension (``dim[0]`` becomes
+        3, ``dim[4]`` 1); extensions and data type, scaling, affine and units are kept, and the data
+        are the volume's bytes as stored (NIfTI stores each volume of a 4-D image contiguously).
+
+        Args:
+            channel: the index along the 4th dimension.
+        """
+        import numpy as np
+
+        header = self.image.header
+        shape = self.image.shape
+        dim_type = np.dtype(header.endianness + "i2")
+        dims = np.frombuffer(self._data, dim_type, count=8, offset=_DIM_OFFSET).copy()
+        dims[0], dims[4] = 3, 1
+        offset = int(np.frombuffer(self._data, header.endianness + "f4", count=1, offset=_VOX_OFFSET_OFFSET)[0])
+        block = int(np.prod(shape[:3])) * header.get_data_dtype().itemsize
+        data = b"".join((self._data[:_DIM_OFFSET], dims.tobytes(), self._data[_DIM_OFFSET + dims.nbytes:offset],
+                         self._data[offset + channel * block:offset + (channel + 1) * block]))
+        return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+#: where a NIfTI-1 header stores ``dim`` (8 int16: the number of dimensions, then the size of each)
+#: and ``vox_offset`` (float32: where the data begin; nibabel's image header no longer has it).
+_DIM_OFFSET, _VOX_OFFSET_OFFSET = 40, 108
 
 
 def nifti_gz_bytes(image) -> bytes:

@@ -1,4 +1,9 @@
-"""``nnunetv2_druwas convert-brats``: a BraTS 2018/2019/2020 release as an nnU-Net raw dataset.
+"""``nnunetv2_druwas convert-brats``: a brain-tumour release as an nnU-Net raw dataset.
+
+Releases: BraTS 2018-2021 and 2023 glioma (``--year``) and the Medical Segmentation Decathlon's
+Task01_BrainTumour (``--msd``); what differs between them is one row of
+:data:`nnunetv2_druwas.data.brats.RELEASES`. Every release becomes the same dataset: channels T1,
+T1ce, T2, FLAIR; labels 1 edema, 2 necrosis/non-enhancing core, 3 enhancing tumor; region-based.
 
 Example::
 
@@ -6,9 +11,10 @@ Example::
     nnunetv2_druwas convert-brats MICCAI_BraTS2020_TrainingData --year 2020 \\
         --validation MICCAI_BraTS2020_ValidationData --split paper --seed 0
     # -> $nnUNet_raw/Dataset500_BraTS2020/{imagesTr,labelsTr,imagesTs,imagesTs_paper_test,labelsTs_paper_test}
+    nnunetv2_druwas convert-brats Task01_BrainTumour --msd      # -> Dataset505_MSDBrainTumour
 
 Every case is read once and checked (files present and unique, readable, same shape
-and affine across modalities, labels in 0/1/2/4) while it is written into a hidden
+and affine across modalities, labels of the release) while it is written into a hidden
 folder inside ``$nnUNet_raw``; the dataset appears under its final name only when
 every case passed, otherwise all problems are reported and nothing is left behind.
 """
@@ -24,12 +30,11 @@ from typing import Mapping, Sequence
 from nnunetv2_druwas import env
 from nnunetv2_druwas.data import NiftiFile, nifti_gz_bytes, raise_problems
 from nnunetv2_druwas.data.brats import (
-    BRATS_LABELS, CHANNEL_NAMES, DEFAULT_DATASET_IDS, MODALITIES, REFERENCES, REGION_LABELS,
-    REGIONS_CLASS_ORDER, ReleaseCase, check_year, dataset_name, scan_release,
-    to_nnunet_labels,
+    CHANNEL_NAMES, DECATHLON, DECATHLON_FOLDERS, DECATHLON_LABEL_NAMES, REGION_LABELS, REGIONS_CLASS_ORDER,
+    RELEASES, VOLUME, YEARS, Release, ReleaseCase, get_release, scan_release, to_nnunet_labels,
 )
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.files import replaced_together
+from nnunetv2_druwas.files import recover, replaced_together
 from nnunetv2_druwas.parallel import parallel_map
 
 FILE_ENDING = ".nii.gz"
@@ -72,12 +77,13 @@ def paper_split(cases: Sequence[str], seed: int = 0) -> dict[str, list[str]]:
 
 @dataclass
 class _CaseJob:
+    release: Release
     case: ReleaseCase
     images_dir: Path
     labels_dir: Path | None
 
 
-def _check_case(case: ReleaseCase, files: dict[str, NiftiFile]) -> list[str]:
+def _check_case(release: Release, case: ReleaseCase, files: dict[str, NiftiFile]) -> list[str]:
     """Shape, affine and finiteness problems of one case's files (already read)."""
     import numpy as np
 
@@ -86,11 +92,17 @@ def _check_case(case: ReleaseCase, files: dict[str, NiftiFile]) -> list[str]:
     reference = files[reference_role]
     for role, f in files.items():
         where = f"case {case.case}: {f.path}"
-        if f.array.ndim != 3:
+        if role == VOLUME:
+            channels = release.volume_channels
+            if f.array.ndim != 4 or f.array.shape[3] != len(channels):
+                problems.append(f"{where} has shape {f.array.shape}; expected a 4-D image of {len(channels)} "
+                                f"volumes ({', '.join(channels)}): a modality is missing or extra")
+                continue
+        elif f.array.ndim != 3:
             problems.append(f"{where} is {f.array.ndim}-D with shape {f.array.shape}; expected a 3-D volume")
             continue
         if role != reference_role:
-            if f.array.shape != reference.array.shape:
+            if f.array.shape[:3] != reference.array.shape[:3]:
                 problems.append(f"{where} has shape {f.array.shape}, but {reference.path.name} has "
                                 f"{reference.array.shape}; all modalities must be co-registered")
             elif not np.allclose(f.image.affine, reference.image.affine, atol=AFFINE_ATOL):
@@ -106,10 +118,10 @@ def _convert_case(job: _CaseJob) -> list[str]:
     import nibabel as nib
     import numpy as np
 
-    case = job.case
+    case, release = job.case, job.release
     files: dict[str, NiftiFile] = {}
     problems = []
-    roles = [(m, case.images[m]) for m in MODALITIES]
+    roles = list(case.images.items())
     if job.labels_dir is not None:
         roles.append(("seg", case.seg))
     for role, path in roles:
@@ -119,17 +131,19 @@ def _convert_case(job: _CaseJob) -> list[str]:
             problems.append(f"case {case.case}: {e}")
     if problems:
         return problems
-    problems = _check_case(case, files)
+    problems = _check_case(release, case, files)
     labels = None
     if job.labels_dir is not None:
-        labels, bad = to_nnunet_labels(files["seg"].array)
+        labels, bad = to_nnunet_labels(files["seg"].array, release)
         if bad:
             problems.append(f"case {case.case}: {files['seg'].path} has label values {bad}; "
-                            f"BraTS segmentations hold only {list(BRATS_LABELS)}")
+                            f"{release.title} segmentations hold only {release.label_values}")
     if problems:
         return problems
-    for channel, modality in enumerate(MODALITIES):
-        (job.images_dir / f"{case.case}_{channel:04d}{FILE_ENDING}").write_bytes(files[modality].gz_bytes)
+    for channel, modality in enumerate(release.modalities):
+        data = files[VOLUME].volume_gz_bytes(release.volume_channels.index(modality)) if VOLUME in files \
+            else files[modality].gz_bytes
+        (job.images_dir / f"{case.case}_{channel:04d}{FILE_ENDING}").write_bytes(data)
     if job.labels_dir is not None:
         seg = files["seg"]
         image = nib.Nifti1Image(labels, seg.image.affine, seg.image.header)
@@ -139,20 +153,21 @@ def _convert_case(job: _CaseJob) -> list[str]:
     return []
 
 
-def _dataset_json(year: int, num_training: int, src: Path, validation: Path | None,
+def _dataset_json(release: Release, num_training: int, src: Path, validation: Path | None,
                   split_info: dict | None) -> dict:
     info = {
-        "name": dataset_name(year),
-        "description": f"BraTS {year} training release converted by nnunetv2_druwas convert-brats "
-                       f"(labels as nnU-Net's Dataset137_BraTS21: BraTS 2->1, 1->2, 4->3)",
-        "reference": REFERENCES[year],
-        "licence": f"see {REFERENCES[year]}",
+        "name": release.dataset_name,
+        "description": f"{release.title} training release converted by nnunetv2_druwas convert-brats "
+                       f"(labels to nnU-Net, numbered as its Dataset137_BraTS21: {release.label_mapping})",
+        "reference": release.reference,
+        "licence": release.licence or f"see {release.reference}",
         "channel_names": dict(CHANNEL_NAMES),
         "labels": dict(REGION_LABELS),
         "regions_class_order": list(REGIONS_CLASS_ORDER),
         "numTraining": num_training,
         "file_ending": FILE_ENDING,
-        "brats_year": year,
+        "release": release.key,
+        **({"brats_year": release.year} if release.year is not None else {}),
         "source": str(src.resolve()),
     }
     if validation is not None:
@@ -162,22 +177,26 @@ def _dataset_json(year: int, num_training: int, src: Path, validation: Path | No
     return info
 
 
-def convert_brats(src: str | Path, year: int, dataset_id: int | None = None, *,
+def convert_brats(src: str | Path, release: int | str | Release, dataset_id: int | None = None, *,
                   validation: str | Path | None = None, split: str | None = None, seed: int = 0,
                   overwrite: bool = False, num_processes: int = 2, progress: bool = True,
                   environ: Mapping[str, str] | None = None) -> Path:
-    """Convert a BraTS release to ``$nnUNet_raw/Dataset<ID>_BraTS<year>``.
+    """Convert a release to ``$nnUNet_raw/Dataset<ID>_<name>`` (``Dataset500_BraTS2020``).
 
     Args:
         src: the training release folder as downloaded (2018/2019: holding ``HGG/`` and
-            ``LGG/``; 2020: holding the ``BraTS20_Training_XXX`` folders).
-        year: 2018, 2019 or 2020; sets the default ID, the name and ``brats_year`` in dataset.json.
-        dataset_id: nnU-Net dataset ID; default 500 (2020), 501 (2019), 502 (2018).
+            ``LGG/``; 2020, 2021, 2023: holding the case folders; the Decathlon: ``Task01_BrainTumour``
+            with ``imagesTr/``, ``labelsTr/`` and ``imagesTs/``).
+        release: a BraTS year (2018, 2019, 2020, 2021, 2023) or ``"msd"``; sets the layout, the
+            labels, the default ID, the name, and ``release`` (and ``brats_year``) in dataset.json.
+        dataset_id: nnU-Net dataset ID; default 500 (2020), 501 (2019), 502 (2018), 503 (2021),
+            504 (2023), 505 (MSD).
         validation: a validation release folder (no segmentations); its cases go to ``imagesTs``.
+            The Decathlon's test images (``src/imagesTs``) go there without it.
         split: ``"paper"``: the 70/20/10 split. Its 20 % test cases go to ``imagesTs_paper_test``
             and ``labelsTs_paper_test`` (never planned or trained on); ``splits_final.json`` with
             one fold (70 % train, 10 % val) is written into the dataset and into
-            ``$nnUNet_preprocessed/Dataset<ID>_BraTS<year>/``. ``None``: all cases in ``imagesTr``,
+            ``$nnUNet_preprocessed/Dataset<ID>_<name>/``. ``None``: all cases in ``imagesTr``,
             nnU-Net's own 5-fold cross-validation.
         seed: seed of the paper split.
         overwrite: replace an existing dataset with the same ID (only once the new one is complete)
@@ -193,22 +212,23 @@ def convert_brats(src: str | Path, year: int, dataset_id: int | None = None, *,
     Raises:
         DruwasError: bad input (all problems listed, each naming case and file) or a refused overwrite.
     """
-    year = check_year(year)
-    dataset_id = DEFAULT_DATASET_IDS[year] if dataset_id is None else int(dataset_id)
+    release = get_release(release)
+    dataset_id = release.default_id if dataset_id is None else int(dataset_id)
     if not 1 <= dataset_id <= 999:
         raise DruwasError(f"dataset ID {dataset_id} is out of range; nnU-Net IDs are 1-999")
     if split not in (None, *SPLITS):
         raise DruwasError(f"unknown split {split!r}; use one of {', '.join(SPLITS)} (or none)")
     src = Path(src)
     raw = env.require("nnUNet_raw", environ)
-    name = f"Dataset{dataset_id:03d}_{dataset_name(year)}"
+    name = f"Dataset{dataset_id:03d}_{release.dataset_name}"
+    recover([raw / name])   # a killed earlier conversion: finish its swap, remove its staging folder
     existing = sorted(p for p in raw.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir())
     if existing and not overwrite:
         raise DruwasError(f"{existing[0]} already exists (dataset ID {dataset_id}); pass --overwrite to "
                           f"replace it, or choose another ID with -d")
     splits_file = env.require("nnUNet_preprocessed", environ) / name / "splits_final.json" if split else None
 
-    cases, validation_cases = _scan_sources(src, year, validation)
+    cases, validation_cases, validation = _scan_sources(src, release, validation)
     parts = paper_split([c.case for c in cases], seed) if split else None
     folds = [{"train": parts["train"], "val": parts["val"]}] if parts else None
     if splits_file is not None and splits_file.exists() and not overwrite \
@@ -217,10 +237,11 @@ def convert_brats(src: str | Path, year: int, dataset_id: int | None = None, *,
 
     with replaced_together() as group:   # the dataset and its preprocessed splits_final.json, together
         staging = group.folder(raw / name, replace=existing)
-        _write_dataset(staging, year, src, cases, validation, validation_cases, parts, seed, num_processes, progress)
+        _write_dataset(staging, release, src, cases, validation, validation_cases, parts, seed, num_processes,
+                       progress)
         if splits_file is not None:   # nnU-Net 2.8.1's planner copies a raw splits_final.json too
             (staging / "splits_final.json").write_text(json.dumps(folds, indent=2))
-            splits_file.parent.mkdir(parents=True, exist_ok=True)
+            group.makedirs(splits_file.parent)
             group.write_text(splits_file, json.dumps(folds, indent=2))
     if splits_file is None and overwrite:
         preprocessed = env.value("nnUNet_preprocessed", environ)
@@ -231,22 +252,55 @@ def convert_brats(src: str | Path, year: int, dataset_id: int | None = None, *,
     return raw / name
 
 
-def _scan_sources(src: Path, year: int, validation: str | Path | None) -> tuple[list[ReleaseCase], list[ReleaseCase]]:
-    """The cases of the training release and of the validation release (if any), or one error
-    listing every problem found in both."""
-    cases, problems = scan_release(src, year, training=True)
+def _scan_sources(src: Path, release: Release, validation: str | Path | None
+                  ) -> tuple[list[ReleaseCase], list[ReleaseCase], Path | None]:
+    """The cases of the training release and of the validation release (if any; the Decathlon's
+    ``imagesTs``) and the validation folder, or one error listing every problem found in both."""
+    if release.layout == DECATHLON:
+        if validation is not None:
+            raise DruwasError(f"--validation does not apply to the Decathlon: its test images are "
+                              f"{src / DECATHLON_FOLDERS[2]} and are converted with the task")
+        _check_decathlon_json(src / "dataset.json", release)
+        test = src / DECATHLON_FOLDERS[2]
+        validation = test if test.is_dir() and any(test.iterdir()) else None
+    cases, problems = scan_release(src, release, training=True)
     validation_cases: list[ReleaseCase] = []
     if validation is not None:
         validation = Path(validation)
-        validation_cases, validation_problems = scan_release(validation, year, training=False)
+        validation_cases, validation_problems = scan_release(
+            src if release.layout == DECATHLON else validation, release, training=False)
         problems += validation_problems
         clashes = sorted({c.case for c in cases} & {c.case for c in validation_cases})
         problems += [f"case {c}: in both {src} and {validation}" for c in clashes]
-    raise_problems(problems, f"BraTS {year} release {src}")
-    return cases, validation_cases
+    by_lower_name: dict[str, list[ReleaseCase]] = {}
+    for case in [*cases, *validation_cases]:
+        by_lower_name.setdefault(case.case.lower(), []).append(case)
+    problems += [f"case folders {', '.join(str(c.folder) for c in same)} differ only in capitals: one patient "
+                 f"twice? keep one (a case-insensitive file system would also mix them)"
+                 for same in by_lower_name.values() if len({c.case for c in same}) > 1]
+    raise_problems(problems, f"{release.title} release {src}")
+    return cases, validation_cases, validation
 
 
-def _write_dataset(staging: Path, year: int, src: Path, cases: list[ReleaseCase], validation: str | Path | None,
+def _check_decathlon_json(path: Path, release: Release) -> None:
+    """A Decathlon task's dataset.json, when there, must list the brain-tumour task's channels (in the
+    order the 4-D images hold them) and labels; anything else would be converted wrongly."""
+    if not path.is_file():
+        return
+    try:
+        info = json.loads(path.read_text())
+        channels = [str(info["modality"][str(i)]) for i in range(len(info["modality"]))]
+        labels = {str(k): str(v).lower() for k, v in info["labels"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise DruwasError(f"{path} is not a readable Decathlon dataset.json ({type(e).__name__}: {e})") from None
+    if [c.lower() for c in channels] != [c.lower() for c in release.volume_channels] \
+            or labels != DECATHLON_LABEL_NAMES:
+        raise DruwasError(f"{path} lists channels {channels} and labels {info['labels']}, but "
+                          f"{release.title} has channels {list(release.volume_channels)} and labels "
+                          f"{DECATHLON_LABEL_NAMES}; is this Task01_BrainTumour?")
+
+
+def _write_dataset(staging: Path, release: Release, src: Path, cases: list[ReleaseCase], validation: str | Path | None,
                    validation_cases: list[ReleaseCase], parts: dict[str, list[str]] | None, seed: int,
                    num_processes: int, progress: bool) -> None:
     """Convert every case into the (staged) dataset folder and write its dataset.json (and the paper
@@ -260,11 +314,11 @@ def _write_dataset(staging: Path, year: int, src: Path, cases: list[ReleaseCase]
     for folder in folders.values():
         folder.mkdir()
     test = set(parts["test"]) if parts else set()
-    jobs = [_CaseJob(c, folders["test_images"], folders["test_labels"]) if c.case in test
-            else _CaseJob(c, folders["imagesTr"], folders["labelsTr"]) for c in cases]
-    jobs += [_CaseJob(c, folders["imagesTs"], None) for c in validation_cases]
-    results = parallel_map(_convert_case, jobs, num_processes, desc=f"convert BraTS {year}", progress=progress)
-    raise_problems([p for r in results for p in r], f"BraTS {year} release {src}")
+    jobs = [_CaseJob(release, c, folders["test_images"], folders["test_labels"]) if c.case in test
+            else _CaseJob(release, c, folders["imagesTr"], folders["labelsTr"]) for c in cases]
+    jobs += [_CaseJob(release, c, folders["imagesTs"], None) for c in validation_cases]
+    results = parallel_map(_convert_case, jobs, num_processes, desc=f"convert {release.title}", progress=progress)
+    raise_problems([p for r in results for p in r], f"{release.title} release {src}")
 
     split_info = None
     if parts:
@@ -273,18 +327,39 @@ def _write_dataset(staging: Path, year: int, src: Path, cases: list[ReleaseCase]
                       "cases": PAPER_SPLIT_FILE}
         (staging / PAPER_SPLIT_FILE).write_text(json.dumps({"seed": seed, **parts}, indent=2))
     (staging / "dataset.json").write_text(json.dumps(
-        _dataset_json(year, len(cases) - len(test), src, None if validation is None else Path(validation),
+        _dataset_json(release, len(cases) - len(test), src, None if validation is None else Path(validation),
                       split_info), indent=2))
 
 
+def add_release_arguments(parser: argparse.ArgumentParser, *, required: bool, what: str) -> None:
+    """``--year Y`` or ``--msd``, into ``args.release`` (a year or ``"msd"``); shared by convert-brats,
+    export-brats and synth.
+
+    Args:
+        parser: the subcommand's parser.
+        required: whether one of the two must be given.
+        what: the end of both help texts (what the release decides).
+    """
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--year", type=int, dest="release", choices=YEARS, help=f"BraTS release year; {what}")
+    group.add_argument("--msd", dest="release", action="store_const", const="msd",
+                       help=f"the Medical Segmentation Decathlon's Task01_BrainTumour; {what}")
+
+
+def default_ids_text() -> str:
+    """``2020 -> 500, ...``: the default dataset IDs, for help texts."""
+    return ", ".join(f"{key} -> {r.default_id}" for key, r in RELEASES.items())
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", type=Path, help="the training release folder (2018/2019: with HGG/ and LGG/)")
-    parser.add_argument("--year", type=int, required=True, choices=sorted(DEFAULT_DATASET_IDS),
-                        help="BraTS release year")
+    parser.add_argument("src", type=Path, help="the training release folder (2018/2019: with HGG/ and LGG/; "
+                                               "MSD: Task01_BrainTumour with imagesTr/)")
+    add_release_arguments(parser, required=True, what="sets the layout, labels and default ID")
     parser.add_argument("-d", "--dataset-id", type=int, default=None,
-                        help="nnU-Net dataset ID (default: 2020 -> 500, 2019 -> 501, 2018 -> 502)")
+                        help=f"nnU-Net dataset ID (default: {default_ids_text()})")
     parser.add_argument("--validation", type=Path, default=None,
-                        help="a validation release folder (no segmentations), written as imagesTs")
+                        help="a validation release folder (no segmentations), written as imagesTs "
+                             "(MSD: SRC/imagesTs is converted without it)")
     parser.add_argument("--split", choices=SPLITS, default=None,
                         help="paper: 70/20/10 train/test/val; test cases go to imagesTs_paper_test and "
                              "labelsTs_paper_test, splits_final.json holds the train/val fold")
@@ -295,7 +370,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    target = convert_brats(args.src, args.year, args.dataset_id, validation=args.validation, split=args.split,
+    target = convert_brats(args.src, args.release, args.dataset_id, validation=args.validation, split=args.split,
                            seed=args.seed, overwrite=args.overwrite, num_processes=args.num_processes)
     dataset = json.loads((target / "dataset.json").read_text())
     print(f"wrote {target} ({dataset['numTraining']} training cases)")

@@ -1,5 +1,9 @@
 """``nnunetv2_druwas synth``: synthetic BraTS-like releases for the demo and the tests.
 
+Every release the project converts (:data:`~nnunetv2_druwas.data.brats.RELEASES`: BraTS
+2018-2021, 2023 glioma, the Decathlon's Task01_BrainTumour) can be written in its own layout,
+file names and labels, from the same synthetic cases.
+
 Each case is a skull-stripped ellipsoidal "brain" (white matter, a cortical grey
 matter shell, CSF at the surface and in two ventricles, a wobbly outline) with a
 glioma: peritumoral edema around a tumor core that is, in high-grade cases, a
@@ -14,11 +18,13 @@ Example::
 
     nnunetv2_druwas synth /tmp/synth_brats --cases 10 --shape 64 64 48 --seed 0
     nnunetv2_druwas convert-brats /tmp/synth_brats --year 2020
+    nnunetv2_druwas synth /tmp/Task01_BrainTumour --msd --cases 10 --test-cases 2
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +33,8 @@ import numpy as np
 
 from nnunetv2_druwas.data import nifti_gz_bytes
 from nnunetv2_druwas.data.brats import (
-    CASE_NAMES, GRADE_FOLDERS, MODALITIES, NAME_MAPPING_2020, QUIRK_2020_CASE, QUIRK_2020_SEG, check_year,
+    DECATHLON, DECATHLON_FOLDERS, DECATHLON_LABEL_NAMES, GRADE_FOLDERS, GRADED, MODALITIES, Release, get_release,
+    to_brats_labels, to_nnunet_labels,
 )
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.files import staged_folder
@@ -243,50 +250,66 @@ class _CaseJob:
     index: int
     shape: tuple[int, int, int]
     seed: int
-    year: int
+    release: Release
     training: bool
     lgg_fraction: float
 
 
 def _write_case(job: _CaseJob) -> tuple[str, str]:
-    """Write one case folder; returns (case, grade)."""
+    """Write one case's files in the release's layout, names and labels; returns (case, grade)."""
     import nibabel as nib
 
+    release = job.release
     case = synthesize_case(job.shape, job.seed, job.index, lgg_fraction=job.lgg_fraction)
     grade = GRADE_FOLDERS[1] if case.low_grade else GRADE_FOLDERS[0]
-    folder = job.folder / grade / job.case if job.year != 2020 and job.training else job.folder / job.case
-    folder.mkdir(parents=True)
-    ending = ".nii" if job.year == 2020 else ".nii.gz"
-    arrays = dict(case.images, seg=case.seg) if job.training else dict(case.images)
-    for role, array in arrays.items():
+    images = {name: case.images[ours] for name, ours in zip(release.modalities, MODALITIES)}
+    labels = to_brats_labels(to_nnunet_labels(case.seg, "2020")[0], release)[0]
+    if release.layout == DECATHLON:   # one 4-D float32 image in the task's channel order, labels beside it
+        volume = np.stack([images[name] for name in release.volume_channels], axis=-1).astype(np.float32)
+        images_dir, labels_dir, test_dir = DECATHLON_FOLDERS
+        files = {Path(images_dir if job.training else test_dir, f"{job.case}.nii.gz"): volume}
+        if job.training:
+            files[Path(labels_dir, f"{job.case}.nii.gz")] = labels
+    else:
+        folder = Path(grade, job.case) if release.layout == GRADED and job.training else Path(job.case)
+        ending, sep = release.synthetic_ending, release.separator
+        files = {folder / f"{job.case}{sep}{name}{ending}": array for name, array in images.items()}
+        if job.training:
+            quirk = release.quirk_seg
+            files[folder / (quirk[1] if quirk and quirk[0] == job.case else f"{job.case}{sep}seg{ending}")] = labels
+    for name, array in files.items():
         image = nib.Nifti1Image(array, case.affine)
         image.header.set_xyzt_units("mm", "sec")
-        name = f"{job.case}_{role}{ending}"
-        if role == "seg" and job.year == 2020 and job.case == QUIRK_2020_CASE:
-            name = QUIRK_2020_SEG
-        data = image.to_bytes() if ending == ".nii" else nifti_gz_bytes(image)
-        (folder / name).write_bytes(data)
+        path = job.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(image.to_bytes() if path.name.endswith(".nii") else nifti_gz_bytes(image))
     return job.case, grade
 
 
-def make_brats_release(out: str | Path, year: int = 2020, n_cases: int = DEFAULT_CASES,
+def make_brats_release(out: str | Path, release: int | str | Release = 2020, n_cases: int = DEFAULT_CASES,
                        shape: Sequence[int] = DEFAULT_SHAPE, seed: int = 0, *, validation: bool = False,
-                       lgg_fraction: float = LGG_FRACTION, overwrite: bool = False, num_processes: int = 1,
-                       progress: bool = False) -> Path:
-    """Write a synthetic release in the layout BraTS ``year`` used.
+                       test_cases: int = 0, lgg_fraction: float = LGG_FRACTION, overwrite: bool = False,
+                       num_processes: int = 1, progress: bool = False) -> Path:
+    """Write a synthetic release in the layout of ``release``.
 
     2018/2019 training: ``HGG/<case>/<case>_{t1,t1ce,t2,flair,seg}.nii.gz`` and ``LGG/...``;
     2020 training: ``BraTS20_Training_XXX/..._{...}.nii`` plus ``name_mapping.csv``, with case
-    355's segmentation named ``W39_1998.09.19_Segm.nii`` as in the real release; validation
-    releases: flat case folders without segmentations.
+    355's segmentation named ``W39_1998.09.19_Segm.nii`` as in the real release; 2021:
+    ``BraTS2021_XXXXX/BraTS2021_XXXXX_{flair,t1,t1ce,t2,seg}.nii.gz`` (labels 0/1/2/4); 2023:
+    ``BraTS-GLI-XXXXX-000/BraTS-GLI-XXXXX-000-{t1n,t1c,t2w,t2f,seg}.nii.gz`` (labels 0-3);
+    validation releases: flat case folders without segmentations. The Decathlon:
+    ``imagesTr/BRATS_XXX.nii.gz`` (4-D float32: FLAIR, T1w, t1gd, T2w), ``labelsTr/BRATS_XXX.nii.gz``
+    (1 edema, 2 non-enhancing, 3 enhancing), ``imagesTs/`` and its ``dataset.json``.
 
     Args:
         out: the release folder to create (must not exist, or be empty, unless ``overwrite``).
-        year: 2018, 2019 or 2020: the layout and the case names.
-        n_cases: number of cases, numbered from 1.
+        release: a BraTS year (2018-2021, 2023) or ``"msd"``: the layout, names and labels.
+        n_cases: number of (training) cases, numbered from 1.
         shape: volume size in voxels.
         seed: seed of the release; the same seed gives identical arrays.
-        validation: write a validation release (no segmentations, validation case names).
+        validation: write a validation release (no segmentations, validation case names); not for
+            the Decathlon, whose test images are part of the task folder (``test_cases``).
+        test_cases: the Decathlon only: cases in ``imagesTs`` (no labels).
         lgg_fraction: share of low-grade cases (no enhancing tumor).
         overwrite: replace an existing non-empty ``out`` (only once the new release is complete).
         num_processes: worker processes (0/1: this process).
@@ -295,23 +318,57 @@ def make_brats_release(out: str | Path, year: int = 2020, n_cases: int = DEFAULT
     Returns:
         ``out``.
     """
-    year = check_year(year)
+    release = get_release(release)
     out = Path(out)
     if n_cases < 1:
         raise DruwasError(f"--cases must be at least 1, got {n_cases}")
+    decathlon = release.layout == DECATHLON
+    if decathlon and validation:
+        raise DruwasError("the Decathlon has no separate validation release: its test images are imagesTs/ of "
+                          "the task folder; use --test-cases")
+    if test_cases and not decathlon:
+        raise DruwasError(f"--test-cases is for the Decathlon's imagesTs/ (--msd); a {release.title} validation "
+                          f"release is its own folder (--validation)")
     shape = _check_shape(shape)
     existing = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if existing and not overwrite:
         raise DruwasError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
-    names = CASE_NAMES[year][1 if validation else 0]
+    training_names, validation_names = release.synthetic_names
     with staged_folder(out, replace=[out] if out.exists() else []) as staging:
-        jobs = [_CaseJob(staging, names.format(i), i, shape, seed, year, not validation, lgg_fraction)
-                for i in range(1, n_cases + 1)]
+        jobs = [_CaseJob(staging, (validation_names if validation else training_names).format(i), i, shape, seed,
+                         release, not validation, lgg_fraction) for i in range(1, n_cases + 1)]
+        jobs += [_CaseJob(staging, validation_names.format(i), n_cases + i, shape, seed, release, False,
+                          lgg_fraction) for i in range(1, test_cases + 1)]
         grades = parallel_map(_write_case, jobs, num_processes, desc="synthesize", progress=progress)
-        if year == 2020:
-            _write_name_mapping(staging / NAME_MAPPING_2020[1 if validation else 0], grades, validation)
+        if release.name_mapping:
+            _write_name_mapping(staging / release.name_mapping[1 if validation else 0], grades, validation)
+        if decathlon:
+            _write_decathlon_json(staging, jobs)
     return out
+
+
+def _write_decathlon_json(folder: Path, jobs: list[_CaseJob]) -> None:
+    """The task's ``dataset.json`` as the Decathlon writes it (and an ``imagesTs/``, possibly empty)."""
+    images_dir, labels_dir, test_dir = DECATHLON_FOLDERS
+    (folder / test_dir).mkdir(exist_ok=True)
+    release = jobs[0].release
+    training = [j.case for j in jobs if j.training]
+    test = [j.case for j in jobs if not j.training]
+    info = {
+        "name": "BRATS",
+        "description": "synthetic cases in the layout of the Decathlon's Task01_BrainTumour (nnunetv2_druwas synth)",
+        "reference": release.reference,
+        "licence": release.licence,
+        "tensorImageSize": "4D",
+        "modality": {str(i): name for i, name in enumerate(release.volume_channels)},
+        "labels": dict(DECATHLON_LABEL_NAMES),
+        "numTraining": len(training),
+        "numTest": len(test),
+        "training": [{"image": f"./{images_dir}/{c}.nii.gz", "label": f"./{labels_dir}/{c}.nii.gz"} for c in training],
+        "test": [f"./{test_dir}/{c}.nii.gz" for c in test],
+    }
+    (folder / "dataset.json").write_text(json.dumps(info, indent=4))
 
 
 def _write_name_mapping(path: Path, grades: list[tuple[str, str]], validation: bool) -> None:
@@ -335,14 +392,17 @@ def synthesize(out_dir: str | Path, n_cases: int = DEFAULT_CASES, shape: Sequenc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nnunetv2_druwas.data.convert import add_release_arguments
+
     parser.add_argument("out", type=Path, help="release folder to create")
     parser.add_argument("--cases", type=int, default=DEFAULT_CASES, help=f"number of cases ({DEFAULT_CASES})")
     parser.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("X", "Y", "Z"),
                         help="volume size in voxels (default %(default)s; BraTS: 240 240 155)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--year", type=int, default=2020, choices=sorted(CASE_NAMES),
-                        help="layout of that year's release (default 2020)")
+    add_release_arguments(parser, required=False, what="its layout, file names and labels (default --year 2020)")
     parser.add_argument("--validation", action="store_true", help="a validation release (no segmentations)")
+    parser.add_argument("--test-cases", type=int, default=0,
+                        help="with --msd: cases in imagesTs/ (no labels; default 0)")
     parser.add_argument("--lgg-fraction", type=float, default=LGG_FRACTION,
                         help=f"share of cases without enhancing tumor (default {LGG_FRACTION})")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
@@ -350,8 +410,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = make_brats_release(args.out, args.year, args.cases, args.shape, args.seed, validation=args.validation,
-                             lgg_fraction=args.lgg_fraction, overwrite=args.overwrite,
+    release = get_release(2020 if args.release is None else args.release)
+    out = make_brats_release(args.out, release, args.cases, args.shape, args.seed, validation=args.validation,
+                             test_cases=args.test_cases, lgg_fraction=args.lgg_fraction, overwrite=args.overwrite,
                              num_processes=args.num_processes, progress=True)
-    print(f"wrote {args.cases} synthetic BraTS {args.year} cases to {out}")
+    print(f"wrote {args.cases + args.test_cases} synthetic {release.title} cases to {out}")
     return 0

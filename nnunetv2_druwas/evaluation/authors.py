@@ -35,6 +35,14 @@ Decisions where the code says nothing or cannot apply:
 - **A reference without any tumour** is not shifted. The authors' code would take the centre of mass
   of an all-zero array (NaN) and fail or shift arbitrarily; every BraTS 2018-2020 training case has a
   tumour.
+- **Sensitivity and specificity** are not reported (NaN in ``nnunetv2_druwas evaluate``'s CSV): the paper's
+  tables give Dice and HD95 only, and the code's ``spf_coef_metric_per_classes`` (``Metrics.py`` lines
+  120-142) computes ``(|A and B| + eps) / |A|``, the precision, under the name specificity.
+- **Missing predictions** score Dice 0 and HD95 sqrt(128^2 + 128^2) in every region (a failure, as
+  BraTS scores one), counted in the crop of the shifted reference.
+- **Volumes of another size** are refused; ``--pad-to-brats`` (:func:`pad_to_authors_shape`) is an
+  explicit opt-in that zero-pads smaller ones symmetrically to 240 x 240 x 155 first (the demo's
+  40 x 40 x 32 cases). The spacing is never used: HD95 is in voxels, as in the authors' code.
 - **Predictions are label maps of the full volume**, shifted and cropped after prediction. In the
   authors' pipeline the network only ever sees the reference-centred crop (the ground truth steers
   the input), and its output is thresholded there: ``compute_scores_per_classes`` (lines 53-93) passes
@@ -66,6 +74,31 @@ AUTHORS_DICE_EPS = 1e-9                                               # Metrics.
 AUTHORS_EMPTY_HD95 = math.sqrt(128 ** 2 + 128 ** 2)                   # Evaluations.py line 33
 # The BraTS value of a voxel, from the innermost region that holds it (WT > TC > ET, nested).
 BRATS_VALUE_OF_REGION = (("WT", 2), ("TC", 1), ("ET", 4))
+
+
+def pad_to_authors_shape(volume: np.ndarray, case: str, what: str) -> np.ndarray:
+    """``volume`` zero-padded to 240 x 240 x 155, ``(target - n) // 2`` zeros before it along each axis and
+    the rest after it: the explicit opt-in (``--pad-to-brats``) that lets smaller data, such as the demo's
+    40 x 40 x 32 cases, be scored under this protocol. A volume of that shape is returned unchanged.
+
+    Padding is not part of the authors' rules: it places the volume in a BraTS-sized frame (background all
+    around), after which the centring shift and the crop act as on BraTS data. Because the shift centres
+    the reference's tumour, where the volume sits in the frame matters only through what the shift and the
+    crop cut off.
+
+    Args:
+        volume: a 3D label map no larger than 240 x 240 x 155 along any axis.
+        case: the case id, for error messages.
+        what: ``prediction`` or ``ground truth``, for error messages.
+
+    Raises:
+        DruwasError: the volume is not 3D or is larger than 240 x 240 x 155 along an axis.
+    """
+    if volume.ndim != len(AUTHORS_SHAPE) or any(n > t for n, t in zip(volume.shape, AUTHORS_SHAPE)):
+        raise DruwasError(f"case {case}: the {what} has shape {volume.shape}; --pad-to-brats only pads volumes "
+                          f"up to {' x '.join(map(str, AUTHORS_SHAPE))}, it never crops")
+    before = [(t - n) // 2 for n, t in zip(volume.shape, AUTHORS_SHAPE)]
+    return np.pad(volume, [(b, t - n - b) for b, n, t in zip(before, volume.shape, AUTHORS_SHAPE)])
 
 
 def reference_brats_values(ref: np.ndarray, regions: dict[str, tuple[int, ...]]) -> np.ndarray:
@@ -192,7 +225,7 @@ def authors_case_metrics(pred: np.ndarray, ref: np.ndarray, regions: dict[str, t
             raise DruwasError(
                 f"case {case}: the {what} has shape {volume.shape}, but the authors protocol crops "
                 f"[56:184, 56:184, 13:141] of a {' x '.join(map(str, AUTHORS_SHAPE))} BraTS volume; score "
-                f"other data with another protocol")
+                f"other data with another protocol, or zero-pad smaller volumes with --pad-to-brats")
     offset = centring_offset(reference_brats_values(ref, regions))
     pred, ref = shifted_crop(pred, offset), shifted_crop(ref, offset)
     return [{"case": case, "region": name, **authors_region_metrics(np.isin(pred, labels), np.isin(ref, labels))}

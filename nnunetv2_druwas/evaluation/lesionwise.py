@@ -59,7 +59,12 @@ tries it before nibabel): its arrays are in (z, y, x) order while the spacing it
 (x, y, z) order. On 1 mm isotropic data (every BraTS release) only the component numbering changes,
 which matters only for exactly tied matchings. To reproduce the package on files exactly, pass
 nibabel's arrays transposed with nibabel's zooms unchanged: ``lesionwise_case_metrics(pred.T, ref.T,
-zooms, regions)``; the test checks both ways against the package.
+zooms, regions)``; the test checks both ways against the package. ``nnunetv2_druwas evaluate --protocol
+lesionwise`` does not: it passes nibabel's arrays and zooms as they are (the correct physics), so on
+anisotropic NIfTI files its values are the package's values on the arrays, not on the files; on 1 mm
+BraTS data the two agree. A missing prediction gets the package's values for a missing case
+(``brats_evaluation/metrics_parser.py``, ``_handle_missing_data``, lines 20-37): 373 for ``hd95`` and
+``global_hd95``, 0 for everything else, the lesion counts included.
 
 Surfaces are taken on the bounding box of the masks and nearest surface voxels come from a KD-tree,
 then each distance is computed from the integer voxel offset times the spacing, as panoptica's

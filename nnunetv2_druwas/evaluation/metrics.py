@@ -153,15 +153,24 @@ def region_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], 
     return metrics
 
 
+def voxel_counts(pred: np.ndarray, ref: np.ndarray) -> dict[str, int]:
+    """``n_pred``, ``n_ref`` and ``n_tp``: the voxels of each mask and of both.
+
+    Args:
+        pred: boolean prediction mask.
+        ref: boolean reference mask of the same shape.
+    """
+    return {"n_pred": int(np.count_nonzero(pred)), "n_ref": int(np.count_nonzero(ref)),
+            "n_tp": int(np.count_nonzero(pred & ref))}
+
+
 def _overlap_metrics(pred: np.ndarray, ref: np.ndarray, total: int) -> dict[str, float | int]:
-    n_pred, n_ref = int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
-    n_tp = int(np.count_nonzero(pred & ref))
+    counts = voxel_counts(pred, ref)
+    n_pred, n_ref, n_tp = counts["n_pred"], counts["n_ref"], counts["n_tp"]
     n_negative = total - n_ref
     return {
         "dice": 1.0 if n_pred + n_ref == 0 else 2.0 * n_tp / (n_pred + n_ref),
         "sensitivity": n_tp / n_ref if n_ref else float("nan"),
         "specificity": (n_negative - (n_pred - n_tp)) / n_negative if n_negative else float("nan"),
-        "n_pred": n_pred,
-        "n_ref": n_ref,
-        "n_tp": n_tp,
+        **counts,
     }

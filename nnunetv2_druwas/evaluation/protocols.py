@@ -42,6 +42,8 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
              "brats-evaluation 0.0.10 (panoptica)"),
 )}
 DEFAULT_PROTOCOL = "brats"
+#: Further protocols the DRUwAS trainers write at the end of training (:func:`fold_protocols`).
+PROTOCOLS_VARIABLE = "DRUWAS_PROTOCOLS"
 
 
 def metrics_file_name(protocol: str = DEFAULT_PROTOCOL) -> str:
@@ -60,3 +62,25 @@ def check_protocol(protocol: str) -> str:
         from nnunetv2_druwas.errors import DruwasError
         raise DruwasError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     return protocol
+
+
+def fold_protocols() -> tuple[str, ...]:
+    """The protocols a DRUwAS trainer scores its fold under after the final validation.
+
+    Those named in ``DRUWAS_PROTOCOLS`` (comma separated, e.g. ``eq2,authors``; in that order, each once),
+    then ``brats``, always and last: its ``brats_metrics.csv`` marks the fold done
+    (:func:`nnunetv2_druwas.folds.fold_state`), so a fold whose requested protocols failed is not done.
+
+    Raises:
+        DruwasError: ``DRUWAS_PROTOCOLS`` names an unknown protocol (the message names the variable).
+    """
+    from nnunetv2_druwas import env
+    from nnunetv2_druwas.errors import DruwasError
+
+    text = env.value(PROTOCOLS_VARIABLE) or ""
+    names = [name.strip() for name in text.replace(" ", ",").split(",") if name.strip()]
+    unknown = [name for name in names if name not in PROTOCOLS]
+    if unknown:
+        raise DruwasError(f"{PROTOCOLS_VARIABLE}={text!r} names unknown protocol(s) {', '.join(unknown)}; "
+                          f"give a comma-separated list of {', '.join(PROTOCOLS)}")
+    return tuple(dict.fromkeys(name for name in names if name != DEFAULT_PROTOCOL)) + (DEFAULT_PROTOCOL,)

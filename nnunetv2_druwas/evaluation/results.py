@@ -70,7 +70,7 @@ def validation_cases(fold_dir: Path, preprocessed: Path | None = None) -> list[s
 
 def score_fold(fold_dir: str | Path, protocol: str = DEFAULT_PROTOCOL, *, preprocessed: Path | None = None,
                cases: Sequence[str] | None = None, num_processes: int = 2, progress: bool = False,
-               overwrite: bool = False) -> Path:
+               overwrite: bool = False, pad_to_brats: bool = False) -> Path:
     """Score a fold's final validation under ``protocol`` and cache it in the fold.
 
     Args:
@@ -83,6 +83,8 @@ def score_fold(fold_dir: str | Path, protocol: str = DEFAULT_PROTOCOL, *, prepro
         num_processes: worker processes over cases.
         progress: show a progress bar and the summary.
         overwrite: score again when the fold already has the file.
+        pad_to_brats: ``authors`` only: zero-pad cases smaller than 240 x 240 x 155 first (the opt-in of
+            :func:`nnunetv2_druwas.evaluation.evaluate.evaluate_folder`, recorded in ``padded_from``).
 
     Returns:
         ``fold_dir/<protocol>_metrics.csv`` (written unless it existed and ``overwrite`` is false).
@@ -105,7 +107,7 @@ def score_fold(fold_dir: str | Path, protocol: str = DEFAULT_PROTOCOL, *, prepro
                           f"(nnUNetv2_train ... --val, or --c to finish the training)")
     evaluate_folder(predictions, preprocessed / dataset / "gt_segmentations", output,
                     dataset_json=preprocessed / dataset / "dataset.json", protocol=protocol,
-                    num_processes=num_processes, progress=progress,
+                    num_processes=num_processes, progress=progress, pad_to_brats=pad_to_brats,
                     cases=validation_cases(fold_dir, preprocessed) if cases is None else list(cases))
     return output
 
@@ -140,6 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="score these fold folders instead of searching the results folder")
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOL,
                         help=f"evaluation protocol (default {DEFAULT_PROTOCOL})")
+    parser.add_argument("--pad-to-brats", action="store_true",
+                        help="authors protocol: zero-pad cases smaller than 240 x 240 x 155 (e.g. the demo's) first")
     parser.add_argument("--overwrite", action="store_true", help="score folds that already have the metrics again")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default 2)")
 
@@ -161,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"nothing to score: no fold with a validation/ folder lacks {metrics_file_name(args.protocol)}")
         return 0
     for fold_dir in folds:
-        output = score_fold(fold_dir, args.protocol, num_processes=args.num_processes, overwrite=args.overwrite)
+        output = score_fold(fold_dir, args.protocol, num_processes=args.num_processes, overwrite=args.overwrite,
+                            pad_to_brats=args.pad_to_brats)
         print(f"{output}", file=sys.stdout, flush=True)
     return 0
