@@ -144,17 +144,17 @@ def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
         fresh: delete a previous demo folder first instead of resuming it.
         settings: data size and training length (see :class:`DemoSettings`).
     """
-    from nnunetv2_druwas.variants import VARIANTS
+    from nnunetv2_druwas.variants import ABLATION_VARIANTS
 
     workdir = Path(workdir).resolve()
     prepare_workdir(workdir, fresh, settings)
     environ = demo_environment(workdir, settings)
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         Path(environ[name]).mkdir(parents=True, exist_ok=True)
-    steps = _Steps(total=4 + len(VARIANTS), logs=workdir / "logs")
+    steps = _Steps(total=4 + len(ABLATION_VARIANTS), logs=workdir / "logs")
     _prepare_data(workdir, settings, environ, steps)
     results = Path(environ["nnUNet_results"])
-    for variant in VARIANTS:  # the table lists the Swish continuation after the ReLU run it starts from
+    for variant in ABLATION_VARIANTS:  # the table lists the Swish continuation after the ReLU run it starts from
         _train(variant.trainer, results, settings, environ, steps)
 
     tables = workdir / "tables"

@@ -79,6 +79,7 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
     Variable("DRUWAS_CHECKPOINTING", "flag", "activation checkpointing of the DRUwAS network while training"),
     Variable("DRUWAS_PROTOCOLS", "text", "evaluation protocols each DRUwAS fold writes besides brats after "
              "training, comma separated (e.g. eq2,authors)"),
+    Variable("DRUWAS_SEED", "count", "seed of repeat 0 of every seeded training (repeat k: DRUWAS_SEED + k; default 0)"),
     # one checkpoint for one run: the grid's Swish folds continue their own ReLU folds instead
     Variable("DRUWAS_INIT_CHECKPOINT", "file", "the checkpoint a Swish continuation starts from", job=False),
 )}

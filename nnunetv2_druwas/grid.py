@@ -14,6 +14,15 @@ cross-validation. ``nnunetv2_druwas grid`` turns such a selection into job scrip
   ReLU array: that task finds the fold done and exits at once;
 - one last job, ``python -m analysis.tables``, with ``--dependency=afterok`` on every array.
 
+``--reference nnunet resenc-m`` (:data:`nnunetv2_druwas.variants.REFERENCES`) adds nnU-Net's own
+trainings (``nnUNetTrainer`` under ``nnUNetPlans``, resp. ``nnUNetResEncUNetMPlans``) on the same
+datasets, configurations and folds, each array ending every task with ``nnunetv2_druwas
+evaluate-results --fold-dir`` (nnU-Net's trainer writes no metrics). Plans that are not ready
+(:func:`nnunetv2_druwas.plans.missing`) get one job per dataset, ``python -m nnunetv2_druwas.plans``,
+which those arrays wait for (``afterok``). ``--repeats R`` adds repeats 1..R-1
+(``<trainer>_repeat<k>``, :func:`nnunetv2_druwas.variants.repeat_trainer_name`) of every selected
+trainer, references included, each its own array; Swish repeat k waits for ReLU repeat k.
+
 Every job carries ``--kill-on-invalid-dep=yes``, so a failed training cancels what waits for it
 instead of leaving it pending forever.
 
@@ -58,11 +67,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from nnunetv2_druwas import env
+from nnunetv2_druwas import env, plans
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.files import replaced_together, write_text
 from nnunetv2_druwas.folds import FoldState, describe, fold_state
-from nnunetv2_druwas.variants import RECIPES, VARIANTS, all_trainers, lookup_trainer, trainer_name, variant_by_key
+from nnunetv2_druwas.variants import (ABLATION_VARIANTS, RECIPES, REFERENCES, VARIANTS, all_trainers, continued_trainer,
+                                     lookup_trainer, repeat_trainer_name, split_repeat, trainer_name, variant_by_key)
 
 # Training cases of one fold of BraTS 2020 (369 cases) under 5-fold cross-validation: 295 or 296
 # (2019: 268, 2018: 228); the epoch length of a one-pass recipe in --estimate.
@@ -109,10 +119,20 @@ class Selection:
     folds: tuple[int, ...]
     trainers: tuple[str, ...]        # trainer class names, continued trainers after what they continue
     plans: str = "nnUNetPlans"
+    references: tuple[str, ...] = ()  # keys of variants.REFERENCES: nnU-Net's own trainings
+    repeats: int = 1                 # repeats 0..repeats-1 of every trainer (repeat 0: the plain name)
+
+    def trainings(self) -> list[tuple[str, str]]:
+        """(trainer, plans) of every training per dataset, configuration and fold: the DRUwAS trainers
+        under :attr:`plans`, then the references under their own plans, each followed by its repeats
+        (so every continuation comes after the run it continues)."""
+        pairs = [(t, self.plans) for t in self.trainers]
+        pairs += [(REFERENCES[r].trainer, REFERENCES[r].plans) for r in self.references]
+        return [(repeat_trainer_name(t, k), p) for t, p in pairs for k in range(self.repeats)]
 
     def runs(self) -> list[Run]:
-        return [Run(d, c, t, self.plans, f) for d in self.datasets for c in self.configurations
-                for t in self.trainers for f in self.folds]
+        return [Run(d, c, t, p, f) for d in self.datasets for c in self.configurations
+                for t, p in self.trainings() for f in self.folds]
 
 
 # --recipe values that select several recipes ("both" predates the strict recipe and keeps its meaning)
@@ -125,7 +145,8 @@ def select_trainers(requested: Sequence[str], recipe: str = "paper") -> tuple[st
 
     Args:
         requested: DRUwAS trainer class names (e.g. ``nnUNetTrainerDRUwAS_SA``), variant keys
-            (``baseline``, ``sa``, ..., ``swish``) or ``all`` (every variant).
+            (``baseline``, ``sa``, ..., ``swish``, and ``nnunet``: nnU-Net's network under a DRUwAS
+            recipe) or ``all`` (the seven rows of Table 4, not ``nnunet``).
         recipe: for keys and ``all``: a training recipe (``paper``, ``nnunet``, ``strict``) or a
             group of them (:data:`RECIPE_GROUPS`: ``both`` = paper and nnunet, ``all`` = every
             recipe). Explicit trainer names carry their recipe in the name and ignore this.
@@ -139,7 +160,7 @@ def select_trainers(requested: Sequence[str], recipe: str = "paper") -> tuple[st
     chosen: set[str] = set()
     for item in requested:
         if item == "all":
-            chosen.update(trainer_name(v, r) for v in VARIANTS for r in recipes)
+            chosen.update(trainer_name(v, r) for v in ABLATION_VARIANTS for r in recipes)
         elif lookup_trainer(item) is not None:
             chosen.add(item)
         elif item in {v.key for v in VARIANTS}:
@@ -150,12 +171,6 @@ def select_trainers(requested: Sequence[str], recipe: str = "paper") -> tuple[st
                               f"({', '.join(v.key for v in VARIANTS)}) or 'all'")
     # the table's order puts every variant after the one it continues (swish after full)
     return tuple(name for name in all_trainers() if name in chosen)
-
-
-def continued_trainer(trainer: str) -> str | None:
-    """The trainer whose final weights ``trainer`` starts from (Swish -> ReLU full model), or None."""
-    variant, recipe = lookup_trainer(trainer)
-    return trainer_name(variant_by_key(variant.continues), recipe) if variant.continues else None
 
 
 def dataset_name(dataset: str | int, environ: Mapping[str, str] | None = None) -> str:
@@ -218,7 +233,7 @@ class JobSettings:
     tables_args: tuple[str, ...] = ()
 
 
-def _executable(name: str) -> str:
+def executable(name: str) -> str:
     """An entry point of this Python environment (beside ``sys.executable``), else from PATH."""
     beside = Path(sys.executable).parent / name
     if beside.is_file():
@@ -231,15 +246,23 @@ def _executable(name: str) -> str:
 
 def _train_body(dataset: str, configuration: str, trainer: str, plans: str, device: str) -> tuple[str, ...]:
     """The bash that trains one fold: nnunetv2_druwas.folds decides at run time between skip, resume
-    (``--c``) and a fresh start, and runs nnUNetv2_train accordingly."""
+    (``--c``) and a fresh start, and runs nnUNetv2_train accordingly; a trainer that writes no BraTS
+    metrics itself (nnU-Net's own) is then scored by ``nnunetv2_druwas evaluate-results``."""
     fold_dir = f'"$nnUNet_results"/{shlex.quote(dataset)}/{shlex.quote(run_folder(trainer, plans, configuration))}' \
                f'/"fold_$fold"'
-    train = " ".join(shlex.quote(a) for a in (_executable("nnUNetv2_train"), dataset, configuration))
+    train = " ".join(shlex.quote(a) for a in (executable("nnUNetv2_train"), dataset, configuration))
     train += f' "$fold" -tr {shlex.quote(trainer)} -p {shlex.quote(plans)} -device {shlex.quote(device)}'
-    return (
-        f"fold_dir={fold_dir}",
-        f"{shlex.quote(sys.executable)} -m nnunetv2_druwas.folds \"$fold_dir\" -- {train}",
-    )
+    body = (f"fold_dir={fold_dir}",
+            f"{shlex.quote(sys.executable)} -m nnunetv2_druwas.folds \"$fold_dir\" -- {train}")
+    if lookup_trainer(split_repeat(trainer)[0]) is None:
+        body += (f'{shlex.quote(sys.executable)} -m nnunetv2_druwas evaluate-results --fold-dir "$fold_dir"',)
+    return body
+
+
+def _plans_job(dataset: str, reference: str, configurations: Sequence[str]) -> Job:
+    """The job that plans (and preprocesses) what a reference's arrays need (:mod:`nnunetv2_druwas.plans`)."""
+    command = [sys.executable, "-m", "nnunetv2_druwas.plans", dataset, reference, "-c", *configurations]
+    return Job(f"{dataset}__{REFERENCES[reference].plans}__plans", (" ".join(shlex.quote(a) for a in command),))
 
 
 def plan_jobs(selection: Selection, out: Path, settings: JobSettings = JobSettings(),
@@ -254,30 +277,39 @@ def plan_jobs(selection: Selection, out: Path, settings: JobSettings = JobSettin
 
     Raises:
         DruwasError: when a continuation (Swish) needs a fold of a trainer that is neither done
-            nor part of the grid.
+            nor part of the grid, or a reference's plans file lacks a configuration.
     """
     results = Path(env.require("nnUNet_results", environ)).resolve()
+    preprocessed = Path(env.require("nnUNet_preprocessed", environ))
     jobs: list[Job] = []
     for dataset in selection.datasets:
+        plans_jobs = {REFERENCES[r].plans: _plans_job(dataset, r, selection.configurations)
+                      for r in selection.references
+                      if plans.missing(dataset, REFERENCES[r].plans, selection.configurations, preprocessed)}
+        first = len(jobs)
         for configuration in selection.configurations:
-            for trainer in selection.trainers:
+            for trainer, plans_name in selection.trainings():
                 todo = tuple(f for f in selection.folds
-                             if fold_state(Run(dataset, configuration, trainer, selection.plans, f)
+                             if fold_state(Run(dataset, configuration, trainer, plans_name, f)
                                            .fold_dir(results)) != FoldState.DONE)
                 if not todo:
                     continue
                 dependencies: tuple[tuple[str, str], ...] = ()
+                if plans_name in plans_jobs:
+                    dependencies = (("afterok", plans_jobs[plans_name].name),)
                 parent = continued_trainer(trainer)
                 if parent is not None:
                     _check_continuation(selection, dataset, configuration, trainer, parent, todo, results)
-                    parent_name = array_name(dataset, parent, selection.plans, configuration)
+                    parent_name = array_name(dataset, parent, plans_name, configuration)
                     for index, job in enumerate(jobs):
                         if job.name == parent_name:  # aftercorr needs the counterpart task (docstring)
                             jobs[index] = replace(job, folds=tuple(sorted({*job.folds, *todo})))
                             dependencies = (("aftercorr", parent_name),)
-                jobs.append(Job(array_name(dataset, trainer, selection.plans, configuration),
-                                _train_body(dataset, configuration, trainer, selection.plans, settings.device),
+                jobs.append(Job(array_name(dataset, trainer, plans_name, configuration),
+                                _train_body(dataset, configuration, trainer, plans_name, settings.device),
                                 folds=todo, dependencies=dependencies, gpu=settings.device == "cuda"))
+        needed = {name for job in jobs[first:] for _, name in job.dependencies}
+        jobs[first:first] = [job for job in plans_jobs.values() if job.name in needed]
     tables = [shlex.quote(sys.executable), "-m", "analysis.tables", "--results", '"$nnUNet_results"',
               "--out", shlex.quote(str(Path(out).resolve() / "tables")),
               *(shlex.quote(a) for a in settings.tables_args)]
@@ -287,7 +319,7 @@ def plan_jobs(selection: Selection, out: Path, settings: JobSettings = JobSettin
 
 def _check_continuation(selection: Selection, dataset: str, configuration: str, trainer: str, parent: str,
                         folds: Iterable[int], results: Path) -> None:
-    if parent in selection.trainers:
+    if (parent, selection.plans) in selection.trainings():
         return
     for fold in folds:
         run = Run(dataset, configuration, parent, selection.plans, fold)
@@ -541,8 +573,8 @@ def grid_status(selection: Selection, out: Path | None = None, environ: Mapping[
             submitted), None means it could not be read, ``{}`` an empty queue.
 
     Returns:
-        One dict per run: dataset, configuration, trainer, fold, state, job_id, detail (the fold
-        folder's state in words).
+        One dict per run (references and repeats included): dataset, configuration, plans, trainer,
+        fold, state, job_id, detail (the fold folder's state in words).
     """
     results = Path(env.require("nnUNet_results", environ)).resolve()
     submitted = {}
@@ -566,7 +598,7 @@ def grid_status(selection: Selection, out: Path | None = None, environ: Mapping[
             state = "evaluation failed"
         else:
             state = "missing" if on_disk == FoldState.NONE else "incomplete"
-        rows.append(dict(dataset=run.dataset, configuration=run.configuration, trainer=run.trainer,
+        rows.append(dict(dataset=run.dataset, configuration=run.configuration, plans=run.plans, trainer=run.trainer,
                          fold=run.fold, state=state, job_id=f"{job_id}_{run.fold}" if job_id else "",
                          detail=describe(fold_dir)))
     return rows
@@ -575,7 +607,7 @@ def grid_status(selection: Selection, out: Path | None = None, environ: Mapping[
 def format_status(rows: Sequence[dict]) -> str:
     """A fixed-width table of :func:`grid_status` rows, what to do about them, and a count per state
     on the last line."""
-    columns = ("dataset", "configuration", "trainer", "fold", "state", "job_id")
+    columns = ("dataset", "configuration", "plans", "trainer", "fold", "state", "job_id")
     widths = {c: max([len(c), *(len(str(r[c])) for r in rows)]) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
     lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
@@ -584,7 +616,8 @@ def format_status(rows: Sequence[dict]) -> str:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     for r in rows:
         if r["state"] == "evaluation failed":
-            lines.append(f"{r['dataset']} {r['trainer']} {r['configuration']} fold {r['fold']}: {r['detail']}")
+            lines.append(f"{r['dataset']} {r['trainer']} {r['plans']} {r['configuration']} fold {r['fold']}: "
+                         f"{r['detail']}")
     if counts.get(QUEUE_UNKNOWN):
         lines.append(f"The SLURM queue could not be read (squeue is missing or failed): {counts[QUEUE_UNKNOWN]} "
                      f"submitted run(s) that are not done may still be running or queued. Nothing is "
@@ -603,8 +636,8 @@ def format_status(rows: Sequence[dict]) -> str:
 
 def gpu_hours(epoch_seconds: float, trainers: Sequence[str], *, datasets: int = 3, folds: int = 5,
               configurations: int = 1, epochs: dict[str, int] | None = None,
-              train_cases: int = DEFAULT_TRAIN_CASES) -> list[dict]:
-    """The GPU-hours of a grid: one row per trainer, and a total row.
+              train_cases: int = DEFAULT_TRAIN_CASES, references: Sequence[str] = (), repeats: int = 1) -> list[dict]:
+    """The GPU-hours of a grid: one row per trainer (then per reference), and a total row.
 
     Training only (the final validation and the tables add minutes per fold, not hours). Column
     ``wall_hours`` is the time from submission to the end of that trainer's folds when every task
@@ -622,6 +655,9 @@ def gpu_hours(epoch_seconds: float, trainers: Sequence[str], *, datasets: int = 
             :func:`recipe_epochs` (the trainer's own).
         train_cases: training cases per fold, for recipes whose epoch is one pass over them
             (:func:`recipe_iterations`).
+        references: keys of :data:`~nnunetv2_druwas.variants.REFERENCES` (nnU-Net's trainer: 1000
+            epochs of 250 iterations, each epoch counted at ``epoch_seconds`` too).
+        repeats: runs of every trainer per fold (repeats run in parallel: the wall time is one's).
     """
     def n_epochs(trainer: str) -> int:
         return (epochs or {}).get(trainer) or recipe_epochs(trainer)
@@ -633,10 +669,11 @@ def gpu_hours(epoch_seconds: float, trainers: Sequence[str], *, datasets: int = 
         return 0.0 if trainer is None else hours(trainer) + chain_hours(continued_trainer(trainer))
 
     rows = []
-    for trainer in trainers:
-        variant, recipe = lookup_trainer(trainer)
-        runs = datasets * configurations * folds
-        rows.append(dict(recipe=recipe, variant=variant.key, trainer=trainer, epochs=n_epochs(trainer),
+    runs = datasets * configurations * folds * repeats
+    entries = [(trainer, recipe, variant.key) for trainer in trainers for variant, recipe in [lookup_trainer(trainer)]]
+    entries += [(REFERENCES[key].trainer, "nnunet", key) for key in references]
+    for trainer, recipe, key in entries:
+        rows.append(dict(recipe=recipe, variant=key, trainer=trainer, epochs=n_epochs(trainer),
                          iterations=recipe_iterations(trainer, train_cases), runs=runs,
                          gpu_hours=runs * hours(trainer), wall_hours=chain_hours(trainer)))
     rows.append(dict(recipe="", variant="total", trainer="", epochs="", iterations="", runs=sum(r["runs"] for r in rows),
@@ -649,30 +686,33 @@ NNUNET_ITERATIONS = 250       # nnUNetTrainer.__init__: num_iterations_per_epoch
 
 
 def recipe_iterations(trainer: str, train_cases: int = DEFAULT_TRAIN_CASES) -> int:
-    """Training iterations per epoch of a DRUwAS trainer (without ``DRUWAS_ITERS``).
+    """Training iterations per epoch of a trainer (without ``DRUWAS_ITERS``).
 
     Args:
-        trainer: a DRUwAS trainer name; nnU-Net's 250 unless its recipe's epoch is one pass over
-            the training cases (``ceil(train_cases / batch size)``, the paper's batch size 4).
+        trainer: a trainer name; nnU-Net's 250 unless it is a DRUwAS trainer whose recipe's epoch is
+            one pass over the training cases (``ceil(train_cases / batch size)``, the paper's batch size 4).
         train_cases: training cases per fold.
     """
     from nnunetv2_druwas.training import trainer_classes
 
-    cls = trainer_classes()[trainer]
-    if not cls.recipe_one_pass_epochs:
+    cls = trainer_classes().get(split_repeat(trainer)[0])
+    if cls is None or not cls.recipe_one_pass_epochs:
         return NNUNET_ITERATIONS
     return math.ceil(train_cases / cls.paper_target_batch_size)
 
 
 def recipe_epochs(trainer: str) -> int:
-    """The number of epochs a DRUwAS trainer trains for, from its class (without ``DRUWAS_EPOCHS``).
+    """The number of epochs a trainer trains for, from its class (without ``DRUWAS_EPOCHS``).
 
     Args:
-        trainer: a DRUwAS trainer name; a recipe that keeps nnU-Net's length gets nnU-Net's 1000.
+        trainer: a trainer name; nnU-Net's trainer and a recipe that keeps nnU-Net's length get
+            nnU-Net's 1000.
     """
     from nnunetv2_druwas.training import trainer_classes
 
-    cls = trainer_classes()[trainer]
+    cls = trainer_classes().get(split_repeat(trainer)[0])
+    if cls is None:
+        return NNUNET_DEFAULT_EPOCHS
     epochs = cls.recipe_continuation_epochs if cls.variant.continues else cls.recipe_num_epochs
     return epochs or NNUNET_DEFAULT_EPOCHS
 
@@ -680,7 +720,7 @@ def recipe_epochs(trainer: str) -> int:
 def format_gpu_hours(rows: Sequence[dict], epoch_seconds: float) -> str:
     """:func:`gpu_hours` as a fixed-width table."""
     lines = [f"Training time at {epoch_seconds:g} s per epoch of {NNUNET_ITERATIONS} iterations on one GPU "
-             f"(one GPU per run)",
+             f"(one GPU per run; runs = datasets x configurations x folds x repeats)",
              f"{'recipe':<7} {'variant':<9} {'trainer':<44} {'epochs':>6} {'iters':>5} {'runs':>5} {'GPU-hours':>10} "
              f"{'wall hours':>10}"]
     for r in rows:
@@ -698,11 +738,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres"], metavar="CONFIG")
     what.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="FOLD")
     what.add_argument("--trainers", nargs="+", default=["all"], metavar="NAME",
-                      help="DRUwAS trainer names, variant keys (baseline sa ag saag res full swish) or 'all'")
+                      help="DRUwAS trainer names, variant keys (baseline sa ag saag res full swish, nnunet: "
+                           "nnU-Net's network under the recipe) or 'all' (the seven rows of Table 4)")
     what.add_argument("--recipe", choices=RECIPE_CHOICES, default="paper",
                       help="training recipe(s) for variant keys and 'all': paper (default), nnunet, strict, "
                            "both (paper and nnunet) or all")
-    what.add_argument("-p", "--plans", default="nnUNetPlans", help="nnU-Net plans identifier")
+    what.add_argument("-p", "--plans", default="nnUNetPlans", help="nnU-Net plans identifier of the DRUwAS trainers")
+    what.add_argument("--reference", nargs="+", default=[], choices=list(REFERENCES), metavar="KEY",
+                      help="add nnU-Net's own trainings on the same datasets, configurations and folds: "
+                           + ", ".join(f"{r.key} ({r.trainer} -p {r.plans})" for r in REFERENCES.values()))
+    what.add_argument("--repeats", type=int, default=1, metavar="R",
+                      help="train repeats 0..R-1 of every trainer, references included (<trainer>_repeat<k>, "
+                           "seed DRUWAS_SEED + k; default 1: the plain names only)")
     how = parser.add_argument_group("output and resources")
     how.add_argument("--out", type=Path, default=None, help="folder for the scripts, logs and tables")
     how.add_argument("--format", choices=("slurm", "shell"), default="slurm",
@@ -739,10 +786,13 @@ def _selection_from_args(args: argparse.Namespace) -> Selection:
                           + (f", or an --out folder with a grid.json" if args.status else ""))
     return Selection(datasets=tuple(dataset_name(d) for d in args.datasets),
                      configurations=tuple(args.configurations), folds=tuple(sorted(set(args.folds))),
-                     trainers=select_trainers(args.trainers, args.recipe), plans=args.plans)
+                     trainers=select_trainers(args.trainers, args.recipe), plans=args.plans,
+                     references=tuple(dict.fromkeys(args.reference)), repeats=args.repeats)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.repeats < 1:
+        raise DruwasError(f"--repeats {args.repeats}: give the number of runs per trainer and fold (>= 1)")
     if args.estimate:
         if args.epoch_seconds is None:
             raise DruwasError("--estimate needs --epoch-seconds (seconds per training epoch on one GPU)")
@@ -750,7 +800,8 @@ def run(args: argparse.Namespace) -> int:
             raise DruwasError(f"--train-cases {args.train_cases}: give the number of training cases per fold (>= 1)")
         rows = gpu_hours(args.epoch_seconds, select_trainers(args.trainers, args.recipe),
                          datasets=len(args.datasets) if args.datasets else 3, folds=len(set(args.folds)),
-                         configurations=len(set(args.configurations)), train_cases=args.train_cases)
+                         configurations=len(set(args.configurations)), train_cases=args.train_cases,
+                         references=tuple(dict.fromkeys(args.reference)), repeats=args.repeats)
         print(format_gpu_hours(rows, args.epoch_seconds))
         return 0
     selection = _selection_from_args(args)

@@ -1,7 +1,11 @@
 """nnU-Net trainers for the DRUwAS family: the behaviour behind every name in ``trainers/``.
 
 Every row of :data:`nnunetv2_druwas.variants.VARIANTS` becomes three nnU-Net trainer classes
-(:func:`trainer_classes`), one per training recipe:
+(:func:`trainer_classes`), one per training recipe. The rows of Table 4 build a
+:class:`~nnunetv2_druwas.network.DRUwASUNet`; the reference row ``nnunet``
+(``nnUNetTrainerDRUwAS_nnUNetNetwork``) builds nnU-Net's own network from the plans (nnU-Net's
+``build_network_architecture``: PlainConvUNet for ``nnUNetPlans``, ResidualEncoderUNet for
+``-p nnUNetResEncUNetMPlans``), with deep supervision at the plan's scales. The recipes:
 
 * **nnU-Net's recipe** (:class:`DRUwASTrainerBase`, names ending in ``_nnUNetRecipe``): only the
   network changes; optimizer (SGD, Nesterov momentum 0.99, lr 1e-2, weight decay 3e-5), poly
@@ -48,6 +52,22 @@ replaces the strict recipe's one-pass epoch. Nothing that changes the network is
 turns on activation checkpointing for training (``DRUwASUNet.checkpointing``: less memory, about one
 more forward pass of time; no weight and no output changes, so prediction is unaffected).
 
+Seeds and repeats (:class:`SeededTrainer`, the base of every DRUwAS trainer): a training seeds
+Python's ``random``, numpy and torch from its seed, ``DRUWAS_SEED`` (default 0) plus its repeat
+number, before nnU-Net builds the network, and again (a derived seed) before it builds the data
+loaders; the augmentation workers get per-worker seeds derived from it and run in batchgenerators'
+``MultiThreadedAugmenter`` (one queue per worker, read in turn), not nnU-Net's
+``NonDetMultiThreadedAugmenter``, whose shared queue hands out batches in whichever order the
+workers finish. Repeat k of any trainer is the class ``<trainer>_repeat<k>``
+(:func:`repeat_trainer_class`, built on first use: ``trainers/druwas.py`` resolves such names for
+``nnUNetv2_train`` and ``nnUNetv2_predict``), for every DRUwAS trainer and every trainer class of
+nnU-Net's own package; ``nnUNetTrainer_repeat<k>`` is nnU-Net's trainer, seeded the same way and
+honouring ``DRUWAS_EPOCHS``/``DRUWAS_ITERS``/``DRUWAS_LR`` (plain ``nnUNetTrainer`` stays nnU-Net's
+own, unseeded). Repeat k of the Swish continuation continues repeat k of the ReLU run. Every
+training writes its seed, repeat and settings to ``fold_<N>/druwas_run.json`` when it starts (a
+resumed run rewrites it with ``started_at_epoch``; it is reseeded then, so a resumed run is not
+the uninterrupted one).
+
 After the final validation, every fold gets ``brats_metrics.csv`` (and its ``_summary.csv``):
 BraTS-convention Dice and HD95 of ``fold_<N>/validation`` against
 ``$nnUNet_preprocessed/<Dataset>/gt_segmentations``
@@ -64,10 +84,20 @@ import functools
 import hashlib
 import json
 import math
+import os
+import random
+import sys
+from contextlib import ExitStack
+from importlib.metadata import version
 from pathlib import Path
 from typing import ClassVar
+from unittest import mock
 
+import numpy as np
 import torch
+from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
+from batchgenerators.dataloading import nondet_multi_threaded_augmenter
+from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
@@ -82,10 +112,14 @@ from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.evaluation.protocols import fold_protocols
 from nnunetv2_druwas.folds import EVALUATION_ERROR_FILE, METRICS_FILE
 from nnunetv2_druwas.network import druwas_from_plans
-from nnunetv2_druwas.variants import Variant, all_trainers, trainer_name, variant_by_key
+from nnunetv2_druwas.variants import (Variant, all_trainers, continued_trainer, repeat_trainer_name, split_repeat,
+                                     trainer_name)
 
 INIT_CHECKPOINT_VARIABLE = "DRUWAS_INIT_CHECKPOINT"
 CONTINUATION_RECORD = "continuation.json"   # in fold_N/: what a continuation run started from
+SEED_VARIABLE = "DRUWAS_SEED"
+RUN_RECORD = "druwas_run.json"              # in fold_N/: seed, repeat and settings of the run
+SETTINGS_VARIABLES = (SEED_VARIABLE, "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR")
 
 PLATEAU_SIGNAL = "ema_fg_dice"  # nnU-Net logger key: EMA of the online validation pseudo Dice
 PLATEAU_PATIENCE = 4
@@ -135,7 +169,169 @@ class PlateauOnValidation(ReduceLROnPlateau):
         super().step(float(signal))
 
 
-class DRUwASTrainerBase(nnUNetTrainer):
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, numpy's global generator and torch (CPU and every GPU).
+
+    Args:
+        seed: a whole number in [0, 2**32).
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def derived_seeds(seed: int, *stream: int, n: int = 1) -> list[int]:
+    """``n`` seeds of one sub-stream of a run's seed (numpy's ``SeedSequence``: reproducible, and
+    independent of the other sub-streams).
+
+    Args:
+        seed: the run's seed.
+        stream: whole numbers >= 0 naming the sub-stream (here: DDP rank, then 0 for the main
+            process's data, 1 for the training workers, 2 for the validation workers).
+        n: how many seeds.
+    """
+    return [int(s) for s in np.random.SeedSequence([seed, *stream]).generate_state(n)]
+
+
+class WorkerSeeding:
+    """nnU-Net's data loader as seen by the workers of a ``MultiThreadedAugmenter``: each worker, when
+    batchgenerators tells it its number (``set_thread_id``, before its first batch), seeds Python's
+    ``random``, numpy and torch with its own seed and limits torch to one thread. batchgenerators'
+    ``MultiThreadedAugmenter`` seeds numpy only and leaves torch as forked: every worker would draw the
+    same torch random numbers, and a worker forked from a process whose OpenMP threads ran can hang in
+    its first multithreaded torch call (nnU-Net's ``NonDetMultiThreadedAugmenter`` does both itself).
+
+    Args:
+        loader: nnU-Net's data loader.
+        seeds: one seed per worker.
+    """
+
+    def __init__(self, loader, seeds: list[int]):
+        self.loader, self.seeds = loader, seeds
+
+    def set_thread_id(self, thread_id: int) -> None:
+        torch.set_num_threads(1)
+        seed_everything(self.seeds[thread_id])
+        self.loader.set_thread_id(thread_id)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.loader)
+
+    def __repr__(self) -> str:
+        return f"WorkerSeeding({self.loader!r}, seeds={self.seeds})"
+
+
+class SeededTrainer(nnUNetTrainer):
+    """nnU-Net's trainer plus what every training of the harness adds: a seed, the ``DRUWAS_*``
+    overrides, and ``fold_N/druwas_run.json`` (module docstring, "Seeds and repeats").
+
+    The seed is ``DRUWAS_SEED`` (default 0) plus :attr:`repeat`. A subclass sets its recipe's
+    hyperparameters in :meth:`_apply_recipe`, which runs before the overrides.
+    """
+
+    repeat: ClassVar[int] = 0   # repeat k of a trainer is the class <trainer>_repeat<k> (repeat_trainer_class)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._apply_recipe()
+        self._apply_environment_overrides()
+        self.run_seed = (env.read(SEED_VARIABLE) or 0) + self.repeat
+        self.augmentation_seeds: dict[str, object] = {}
+
+    def _apply_recipe(self) -> None:
+        """A recipe's hyperparameters (none here: nnU-Net's own)."""
+
+    def _apply_environment_overrides(self) -> None:
+        """``DRUWAS_EPOCHS`` / ``DRUWAS_ITERS`` / ``DRUWAS_LR``: shorter runs without code changes."""
+        epochs = env.read("DRUWAS_EPOCHS")
+        if epochs is not None:
+            self.print_to_log_file(f"DRUWAS_EPOCHS={epochs}: {epochs} epochs instead of {self.num_epochs}")
+            self.num_epochs = epochs
+        iterations = env.read("DRUWAS_ITERS")
+        if iterations is not None:
+            validation = max(1, round(self.num_val_iterations_per_epoch * iterations / self.num_iterations_per_epoch))
+            self.print_to_log_file(
+                f"DRUWAS_ITERS={iterations}: {iterations} training / {validation} validation iterations per "
+                f"epoch instead of {self.num_iterations_per_epoch} / {self.num_val_iterations_per_epoch}")
+            self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = iterations, validation
+        lr = env.read("DRUWAS_LR")
+        if lr is not None:
+            self.print_to_log_file(f"DRUWAS_LR={lr}: initial learning rate {lr} instead of {self.initial_lr}")
+            self.initial_lr = lr
+
+    def initialize(self) -> None:
+        """Seed every generator from the run's seed, then nnU-Net's initialisation (the network's weights)."""
+        seed_everything(self.run_seed)
+        self.print_to_log_file(f"Seed {self.run_seed} (repeat {self.repeat}; {SEED_VARIABLE}="
+                               f"{env.value(SEED_VARIABLE) or '0 (unset)'})")
+        super().initialize()
+
+    def get_dataloaders(self):
+        """nnU-Net's data loaders, seeded: the augmentation in this process (``nnUNet_n_proc_DA=0``)
+        from a seed derived from the run's, the workers from per-worker derived seeds
+        (:class:`WorkerSeeding`) in a ``MultiThreadedAugmenter`` (nnU-Net's
+        ``NonDetMultiThreadedAugmenter`` is swapped for it while nnU-Net builds the loaders). Under
+        DDP every rank derives its own seeds."""
+        rank = torch.distributed.get_rank() if self.is_ddp else 0
+        main_seed = derived_seeds(self.run_seed, rank, 0)[0]
+        seed_everything(main_seed)
+        workers: list[list[int]] = []
+
+        def seeded_augmenter(data_loader, transform, num_processes: int, num_cached: int = 2, seeds=None,
+                             pin_memory: bool = False, wait_time: float = 0.02) -> MultiThreadedAugmenter:
+            workers.append(derived_seeds(self.run_seed, rank, 1 + len(workers), n=num_processes))
+            return MultiThreadedAugmenter(WorkerSeeding(data_loader, workers[-1]), transform, num_processes,
+                                          num_cached_per_queue=max(2, math.ceil(num_cached / num_processes)),
+                                          seeds=workers[-1], pin_memory=pin_memory, wait_time=wait_time)
+
+        with ExitStack() as stack:   # every module of the class hierarchy that builds nnU-Net's augmenter
+            for cls in type(self).__mro__:
+                module = sys.modules.get(cls.__module__)
+                if getattr(module, "NonDetMultiThreadedAugmenter", None) is \
+                        nondet_multi_threaded_augmenter.NonDetMultiThreadedAugmenter:
+                    stack.enter_context(mock.patch.object(module, "NonDetMultiThreadedAugmenter", seeded_augmenter))
+            loaders = super().get_dataloaders()
+        self.augmentation_seeds = {"main_process": main_seed}
+        for name, loader in zip(("training_workers", "validation_workers"), loaders):
+            if isinstance(loader, MultiThreadedAugmenter):
+                self.augmentation_seeds[name] = list(loader.seeds)
+            elif not isinstance(loader, SingleThreadedAugmenter):
+                self.augmentation_seeds[name] = f"not seeded ({type(loader).__name__})"
+                self.print_to_log_file(f"Warning: the {name.replace('_', ' ')} ({type(loader).__name__}) are not "
+                                       f"seeded; this run is not reproducible")
+        return loaders
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self.local_rank == 0:
+            files.write_text(Path(self.output_folder, RUN_RECORD), json.dumps(self.run_record(), indent=2) + "\n")
+
+    def run_record(self) -> dict:
+        """What ``fold_N/druwas_run.json`` holds: trainer, repeat, seed, the ``DRUWAS_*`` settings as
+        set, the schedule they gave, the augmentation seeds and the versions."""
+        return {
+            "trainer": type(self).__name__,
+            "base_trainer": split_repeat(type(self).__name__)[0],
+            "repeat": self.repeat,
+            "seed": self.run_seed,
+            "settings": {name: env.value(name) for name in SETTINGS_VARIABLES},
+            "num_epochs": self.num_epochs,
+            "num_iterations_per_epoch": self.num_iterations_per_epoch,
+            "num_val_iterations_per_epoch": self.num_val_iterations_per_epoch,
+            "initial_lr": self.initial_lr,
+            "batch_size": self.batch_size,
+            "started_at_epoch": self.current_epoch,
+            "augmentation_seeds": self.augmentation_seeds,
+            "device": str(self.device),
+            "versions": {name: version(name) for name in ("torch", "nnunetv2", "batchgenerators")},
+        }
+
+
+class DRUwASTrainerBase(SeededTrainer):
     """A DRUwAS network under nnU-Net's own training recipe.
 
     A named trainer sets the class attributes :attr:`variant` and :attr:`recipe`
@@ -159,6 +355,12 @@ class DRUwASTrainerBase(nnUNetTrainer):
             raise TypeError(f"{type(self).__name__} has no variant; train one of the named DRUwAS trainers "
                             f"(nnunetv2_druwas trainers --names-only)")
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self._resumed_from_own_checkpoint = False
+        self.activation_checkpointing = bool(env.read("DRUWAS_CHECKPOINTING"))
+        fold_protocols()   # a wrong DRUWAS_PROTOCOLS fails now, not after the training
+
+    def _apply_recipe(self) -> None:
+        """The ``recipe_*`` class attributes that are set (None keeps nnU-Net's value)."""
         if self.recipe_initial_lr is not None:
             self.initial_lr = self.recipe_initial_lr
         if self.recipe_weight_decay is not None:
@@ -166,33 +368,14 @@ class DRUwASTrainerBase(nnUNetTrainer):
         epochs = self.recipe_continuation_epochs if self.variant.continues else self.recipe_num_epochs
         if epochs is not None:
             self.num_epochs = epochs
-        self._apply_environment_overrides()
-        self._resumed_from_own_checkpoint = False
-        fold_protocols()   # a wrong DRUWAS_PROTOCOLS fails now, not after the training
-
-    def _apply_environment_overrides(self) -> None:
-        """``DRUWAS_EPOCHS`` / ``DRUWAS_ITERS`` / ``DRUWAS_LR``: shorter runs without code changes;
-        ``DRUWAS_CHECKPOINTING``: activation checkpointing (applied in :meth:`initialize`)."""
-        epochs = env.read("DRUWAS_EPOCHS")
-        if epochs is not None:
-            self.print_to_log_file(f"DRUWAS_EPOCHS={epochs}: {epochs} epochs instead of {self.num_epochs}")
-            self.num_epochs = epochs
-        iterations = env.read("DRUWAS_ITERS")
-        if iterations is not None:
-            validation = max(1, round(self.num_val_iterations_per_epoch * iterations / self.num_iterations_per_epoch))
-            self.print_to_log_file(
-                f"DRUWAS_ITERS={iterations}: {iterations} training / {validation} validation iterations per "
-                f"epoch instead of {self.num_iterations_per_epoch} / {self.num_val_iterations_per_epoch}")
-            self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = iterations, validation
-        lr = env.read("DRUWAS_LR")
-        if lr is not None:
-            self.print_to_log_file(f"DRUWAS_LR={lr}: initial learning rate {lr} instead of {self.initial_lr}")
-            self.initial_lr = lr
-        self.activation_checkpointing = bool(env.read("DRUWAS_CHECKPOINTING"))
 
     def initialize(self) -> None:
         super().initialize()
-        if self.activation_checkpointing:  # before the first forward pass, so torch.compile traces it once
+        if not self.activation_checkpointing:
+            return
+        if self.variant.network == "plan":
+            self.print_to_log_file("DRUWAS_CHECKPOINTING is ignored: nnU-Net's own network has no checkpointing")
+        else:   # before the first forward pass, so torch.compile traces it once
             self.bare_network().checkpointing = True
             self.print_to_log_file("DRUWAS_CHECKPOINTING: activation checkpointing of every network stage")
 
@@ -202,10 +385,14 @@ class DRUwASTrainerBase(nnUNetTrainer):
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
-        """The variant's :class:`~nnunetv2_druwas.network.DRUwASUNet` for this plan (also used by
-        ``nnUNetv2_predict``, which knows only the trainer's name)."""
+        """The variant's :class:`~nnunetv2_druwas.network.DRUwASUNet` for this plan, or nnU-Net's own
+        network of the plan for a variant with ``network="plan"`` (also used by ``nnUNetv2_predict``,
+        which knows only the trainer's name)."""
         if cls.variant is None:
             raise TypeError(f"{cls.__name__} has no variant; use one of the named DRUwAS trainers")
+        if cls.variant.network == "plan":
+            return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                            num_output_channels, enable_deep_supervision)
         return druwas_from_plans(configuration_manager.network_arch_init_kwargs,
                                  configuration_manager.network_arch_init_kwargs_req_import,
                                  num_input_channels, num_output_channels, enable_deep_supervision,
@@ -217,9 +404,10 @@ class DRUwASTrainerBase(nnUNetTrainer):
         return network._orig_mod if isinstance(network, OptimizedModule) else network
 
     def _get_deep_supervision_scales(self) -> list[list[float]] | None:
-        """The scales of the network's own outputs (it may have fewer stages than the plan)."""
-        if not self.enable_deep_supervision:
-            return None
+        """The scales of the network's own outputs (a DRUwAS network may have fewer stages than the
+        plan; nnU-Net's network has the plan's)."""
+        if not self.enable_deep_supervision or self.variant.network == "plan":
+            return super()._get_deep_supervision_scales()
         if self.network is None:
             raise RuntimeError("deep-supervision scales are known once the network is built (initialize)")
         return self.bare_network().deep_supervision_scales()
@@ -271,7 +459,8 @@ class DRUwASTrainerBase(nnUNetTrainer):
         return ", ".join(name for name, (v, _) in all_trainers().items() if v.continues)
 
     def _source_trainer_name(self) -> str:
-        return trainer_name(variant_by_key(self.variant.continues), self.recipe)
+        """The trainer this continuation starts from: the same repeat of the continued variant."""
+        return continued_trainer(repeat_trainer_name(trainer_name(self.variant, self.recipe), self.repeat))
 
     def load_continuation_weights(self) -> None:
         """Load every weight (head included, strictly) from :meth:`continuation_checkpoint` and record
@@ -469,10 +658,52 @@ def trainer_classes() -> dict[str, type[DRUwASTrainerBase]]:
     """
     classes = {}
     for name, (variant, recipe) in all_trainers().items():
-        doc = f"{variant.label} (Table 4 row {variant.table4_row}) trained with the {recipe} recipe."
+        row = f"Table 4 row {variant.table4_row}" if variant.table4_row else "reference, not in Table 4"
+        doc = f"{variant.label} ({row}) trained with the {recipe} recipe."
         classes[name] = type(name, (_RECIPE_BASES[recipe],), {
             "variant": variant, "recipe": recipe, "__doc__": doc, "__module__": __name__, "__qualname__": name})
     return classes
 
 
 globals().update(trainer_classes())
+
+
+@functools.cache
+def repeat_trainer_class(name: str) -> type[nnUNetTrainer] | None:
+    """The class of ``<trainer>_repeat<k>`` (k >= 1), built on first use and the same object afterwards;
+    None when ``name`` is no repeat or its trainer is neither a DRUwAS trainer nor a trainer class of
+    nnU-Net's own package.
+
+    A DRUwAS trainer's repeat is its subclass with :attr:`SeededTrainer.repeat` = k; an nnU-Net
+    trainer's repeat puts :class:`SeededTrainer` in front of it (seeded, ``DRUWAS_*`` honoured).
+
+    Args:
+        name: a trainer class name, e.g. ``nnUNetTrainerDRUwAS_repeat2`` or ``nnUNetTrainer_repeat1``.
+    """
+    base_name, repeat = split_repeat(name)
+    if repeat == 0:
+        return None
+    base = trainer_classes().get(base_name) or _nnunet_trainer_class(base_name)
+    if base is None:
+        return None
+    bases = (base,) if issubclass(base, SeededTrainer) else (SeededTrainer, base)
+    doc = f"Repeat {repeat} of {base_name}: seed {SEED_VARIABLE} + {repeat}."
+    return type(name, bases, {"repeat": repeat, "__doc__": doc, "__module__": __name__, "__qualname__": name})
+
+
+def _nnunet_trainer_class(name: str) -> type[nnUNetTrainer] | None:
+    """A trainer class of nnU-Net's own package by name (as ``nnUNetv2_train`` searches it), or None."""
+    import nnunetv2
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    found = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer"), name,
+                                        "nnunetv2.training.nnUNetTrainer")
+    return found if isinstance(found, type) and issubclass(found, nnUNetTrainer) else None
+
+
+def __getattr__(name: str) -> type[nnUNetTrainer]:
+    """Repeats as module attributes (PEP 562), so nnU-Net's lookup by name and pickle find them."""
+    found = repeat_trainer_class(name)
+    if found is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return found

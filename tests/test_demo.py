@@ -14,7 +14,7 @@ import torch
 from conftest import check_fold_metrics, check_measured_rows
 from nnunetv2_druwas.demo import DemoSettings, prepare_workdir
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.variants import VARIANTS
+from nnunetv2_druwas.variants import ABLATION_VARIANTS
 
 SHORT = ["--cases", "6", "--shape", "40", "40", "32", "--epochs", "1", "--iters", "2"]
 
@@ -40,7 +40,7 @@ def test_demo_end_to_end_and_resume(tmp_path):
     preprocessed = workdir / "nnUNet_preprocessed" / "Dataset500_BraTS2020"
     validation = sorted(json.loads((preprocessed / "splits_final.json").read_text())[0]["val"])
     folds = {}
-    for v in VARIANTS:
+    for v in ABLATION_VARIANTS:
         folds[v.trainer] = fold = results / f"{v.trainer}__nnUNetPlans__3d_fullres" / "fold_0"
         checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
         assert (checkpoint["trainer_name"], checkpoint["current_epoch"]) == (v.trainer, 1)
@@ -48,7 +48,7 @@ def test_demo_end_to_end_and_resume(tmp_path):
 
     table4 = pd.read_csv(workdir / "tables" / "table4.csv")
     check_measured_rows(workdir / "tables" / "table4.csv", folds)
-    assert len(table4[table4["source"] == "paper"]) == len(VARIANTS)
+    assert len(table4[table4["source"] == "paper"]) == len(ABLATION_VARIANTS)
     assert "Table 4" in first.stdout and str(workdir / "tables") in first.stdout
     plots = {p.name for p in (workdir / "tables" / "plots").iterdir()}
     stems = {name.rsplit(".", 1)[0] for name in plots}
@@ -58,7 +58,7 @@ def test_demo_end_to_end_and_resume(tmp_path):
     # A rerun with the same settings resumes: every step is found done and skipped.
     second = _demo(workdir, env)
     assert second.returncode == 0, second.stderr[-4000:]
-    assert second.stdout.count("already done, skipped") == 3 + len(VARIANTS)
+    assert second.stdout.count("already done, skipped") == 3 + len(ABLATION_VARIANTS)
 
     # Other settings on the same folder are refused, not mixed in.
     other = subprocess.run([sys.executable, "-m", "nnunetv2_druwas.cli", "demo", "--workdir", str(workdir),

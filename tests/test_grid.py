@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -19,21 +20,33 @@ import pytest
 from conftest import REPO, TINY_ID, check_fold_metrics, check_measured_rows, results_env, run_command
 from nnunetv2_druwas import grid
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.variants import VARIANTS, trainer_name
+from nnunetv2_druwas.variants import ABLATION_VARIANTS, trainer_name
 
 DATASET = "Dataset990_Tiny"
 FULL, SWISH = "nnUNetTrainerDRUwAS", "nnUNetTrainerDRUwASSwish"
 
 
+METRICS_HEADER = "case,region,dice,hd95,sensitivity,specificity,n_pred,n_ref,missing,hd95_definition\n"
+
+
 def finish(results: Path, trainer: str, fold: int, *, metrics: bool = True, dataset: str = DATASET,
-           configuration: str = "3d_fullres") -> Path:
-    """Make a fold look trained (final checkpoint, and the BraTS metrics unless told otherwise)."""
-    fold_dir = grid.Run(dataset, configuration, trainer, "nnUNetPlans", fold).fold_dir(results)
+           configuration: str = "3d_fullres", plans: str = "nnUNetPlans") -> Path:
+    """Make a fold look trained (final checkpoint, and the BraTS metrics, with no cases, unless told otherwise)."""
+    fold_dir = grid.Run(dataset, configuration, trainer, plans, fold).fold_dir(results)
     fold_dir.mkdir(parents=True, exist_ok=True)
     (fold_dir / "checkpoint_final.pth").write_bytes(b"")
     if metrics:
-        (fold_dir / "brats_metrics.csv").write_text("case,region,dice\n")
+        (fold_dir / "brats_metrics.csv").write_text(METRICS_HEADER)
     return fold_dir
+
+
+def write_plans(preprocessed: Path, plans: str, configurations: dict[str, str | None]) -> None:
+    """A plans file whose configurations have these data identifiers (None: inherits from 3d_fullres);
+    the data folders exist for the ones named."""
+    folder = preprocessed / DATASET
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = {c: ({"data_identifier": d} if d else {"inherits_from": "3d_fullres"}) for c, d in configurations.items()}
+    (folder / f"{plans}.json").write_text(json.dumps({"configurations": entries}))
 
 
 @pytest.fixture
@@ -50,13 +63,16 @@ def selection(trainers=(FULL, SWISH), folds=(0, 1, 2, 3, 4)) -> grid.Selection:
 
 def test_trainer_selection_expands_keys_and_all_with_continuations_last():
     paper = grid.select_trainers(["all"])
-    assert paper == tuple(v.trainer for v in VARIANTS)
+    assert paper == tuple(v.trainer for v in ABLATION_VARIANTS)   # the seven rows of Table 4
     assert paper.index(SWISH) > paper.index(FULL)
-    assert len(grid.select_trainers(["all"], "both")) == 2 * len(VARIANTS)
+    assert len(grid.select_trainers(["all"], "both")) == 2 * len(ABLATION_VARIANTS)
+    # nnU-Net's network under the DRUwAS recipes is chosen by its key, after the ablation rows
+    assert grid.select_trainers(["nnunet", "baseline"], "strict") == (
+        "nnUNetTrainerDRUwAS_Baseline_PaperStrict", "nnUNetTrainerDRUwAS_nnUNetNetwork_PaperStrict")
     both = set(grid.select_trainers(["all"], "both"))
     assert not any(name.endswith("_PaperStrict") for name in both)        # "both" keeps its meaning
     strict = grid.select_trainers(["all"], "strict")
-    assert strict == tuple(f"{v.trainer}_PaperStrict" for v in VARIANTS)
+    assert strict == tuple(f"{v.trainer}_PaperStrict" for v in ABLATION_VARIANTS)
     assert set(grid.select_trainers(["all"], "all")) == both | set(strict)
     assert grid.select_trainers(["swish", "full"], "strict") == (f"{FULL}_PaperStrict", f"{SWISH}_PaperStrict")
     with pytest.raises(DruwasError, match="unknown recipe 'strikt'; choose one of paper, nnunet, strict, both, all"):
@@ -113,6 +129,81 @@ def test_continuation_without_its_relu_run_is_refused(env, tmp_path):
     finish(results, FULL, 0)
     jobs = grid.plan_jobs(selection(trainers=(SWISH,), folds=(0,)), tmp_path / "out", environ=env)
     assert jobs[0].folds == (0,) and jobs[0].dependencies == ()
+
+
+def test_references_and_repeats_add_arrays_with_their_plans_and_evaluation(env, tmp_path):
+    """--reference nnunet resenc-m --repeats 2: nnU-Net's trainer under each plans, every trainer twice
+    (repeat k of Swish waits for repeat k of ReLU), the ResEnc M arrays after the job that plans it,
+    and nnU-Net's trainer scored by evaluate-results; done folds are left out as for the DRUwAS runs."""
+    results, preprocessed = Path(env["nnUNet_results"]), Path(env["nnUNet_preprocessed"])
+    write_plans(preprocessed, "nnUNetPlans", {"3d_fullres": "nnUNetPlans_3d_fullres"})
+    (preprocessed / DATASET / "nnUNetPlans_3d_fullres").mkdir()
+    finish(results, FULL, 0)
+    finish(results, "nnUNetTrainer", 0)
+    chosen = grid.Selection((DATASET,), ("3d_fullres",), (0, 1), (FULL, SWISH), references=("nnunet", "resenc-m"),
+                            repeats=2)
+    assert chosen.trainings() == [
+        (FULL, "nnUNetPlans"), (f"{FULL}_repeat1", "nnUNetPlans"), (SWISH, "nnUNetPlans"),
+        (f"{SWISH}_repeat1", "nnUNetPlans"), ("nnUNetTrainer", "nnUNetPlans"), ("nnUNetTrainer_repeat1", "nnUNetPlans"),
+        ("nnUNetTrainer", "nnUNetResEncUNetMPlans"), ("nnUNetTrainer_repeat1", "nnUNetResEncUNetMPlans")]
+    jobs = grid.plan_jobs(chosen, tmp_path / "out", environ=env)
+    name = {t: grid.array_name(DATASET, t, p, "3d_fullres") for t, p in chosen.trainings()[:6]}
+    resenc, resenc1 = (grid.array_name(DATASET, t, "nnUNetResEncUNetMPlans", "3d_fullres")
+                       for t in ("nnUNetTrainer", "nnUNetTrainer_repeat1"))
+    plan = f"{DATASET}__nnUNetResEncUNetMPlans__plans"
+    assert [(j.name, j.folds, j.dependencies) for j in jobs] == [
+        (plan, (), ()),
+        (name[FULL], (0, 1), ()), (name[f"{FULL}_repeat1"], (0, 1), ()),
+        (name[SWISH], (0, 1), (("aftercorr", name[FULL]),)),
+        (name[f"{SWISH}_repeat1"], (0, 1), (("aftercorr", name[f"{FULL}_repeat1"]),)),
+        (name["nnUNetTrainer"], (1,), ()), (name["nnUNetTrainer_repeat1"], (0, 1), ()),
+        (resenc, (0, 1), (("afterok", plan),)), (resenc1, (0, 1), (("afterok", plan),)),
+        (grid.TABLES_JOB, (), tuple(("afterok", j.name) for j in jobs[:-1]))]
+    by_name = {j.name: "\n".join(j.body) for j in jobs}
+    assert by_name[plan].endswith(f"-m nnunetv2_druwas.plans {DATASET} resenc-m -c 3d_fullres")
+    assert f"-tr nnUNetTrainer_repeat1 -p nnUNetResEncUNetMPlans -device cuda" in by_name[resenc1]
+    for job in (resenc, resenc1, name["nnUNetTrainer"]):   # nnU-Net's trainer writes no metrics
+        assert by_name[job].splitlines()[-1].endswith('-m nnunetv2_druwas evaluate-results --fold-dir "$fold_dir"')
+    assert not any("evaluate-results" in by_name[name[t]] for t in (FULL, f"{FULL}_repeat1", SWISH))
+
+    # plans ready (3d_fullres reuses the default data): no plans job, nothing waits; a missing data
+    # folder of another configuration (its own identifier) still needs one
+    write_plans(preprocessed, "nnUNetResEncUNetMPlans", {"3d_fullres": "nnUNetPlans_3d_fullres",
+                                                         "3d_lowres": "nnUNetResEncUNetMPlans_3d_lowres",
+                                                         "3d_cascade_fullres": None})
+    ready = grid.plan_jobs(chosen, tmp_path / "out", environ=env)
+    assert plan not in {j.name for j in ready} and {j.name: j.dependencies for j in ready}[resenc] == ()
+    from nnunetv2_druwas import plans
+
+    assert plans.missing(DATASET, "nnUNetResEncUNetMPlans", ["3d_fullres", "3d_lowres", "3d_cascade_fullres"],
+                         preprocessed) == ["3d_lowres"]
+    with pytest.raises(DruwasError, match="has no configuration 2d"):
+        plans.missing(DATASET, "nnUNetResEncUNetMPlans", ["2d"], preprocessed)
+
+
+def test_status_and_estimate_count_references_and_repeats(env, tmp_path, capsys):
+    from nnunetv2_druwas.cli import main
+
+    results = Path(env["nnUNet_results"])
+    finish(results, "nnUNetTrainer_repeat1", 0, plans="nnUNetResEncUNetMPlans")
+    chosen = grid.Selection((DATASET,), ("3d_fullres",), (0,), (FULL,), references=("resenc-m",), repeats=2)
+    rows = grid.grid_status(chosen, None, env, queue={})
+    assert [(r["plans"], r["trainer"], r["state"]) for r in rows] == [
+        ("nnUNetPlans", FULL, "missing"), ("nnUNetPlans", f"{FULL}_repeat1", "missing"),
+        ("nnUNetResEncUNetMPlans", "nnUNetTrainer", "missing"), ("nnUNetResEncUNetMPlans", "nnUNetTrainer_repeat1", "done")]
+    assert re.search(r"nnUNetResEncUNetMPlans +nnUNetTrainer_repeat1 +0 +done", grid.format_status(rows))
+
+    assert main(["grid", "--estimate", "--epoch-seconds", "36", "-d", "500", "-f", "0", "1", "--trainers", "full",
+                 "swish", "--reference", "nnunet", "resenc-m", "--repeats", "3"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    # 1 dataset x 1 configuration x 2 folds x 3 repeats = 6 runs each; nnU-Net's trainer: 1000 epochs
+    assert [line[:6] for line in lines[:-1]] == [
+        ["paper", "full", FULL, "100", "250", "6"], ["paper", "swish", SWISH, "60", "250", "6"],
+        ["nnunet", "nnunet", "nnUNetTrainer", "1000", "250", "6"], ["nnunet", "resenc-m", "nnUNetTrainer", "1000", "250", "6"]]
+    assert float(lines[2][6]) == pytest.approx(6 * 1000 * 36 / 3600)
+    assert lines[-1][:3] == ["total", "24", f"{6 * (100 + 60 + 1000 + 1000) * 36 / 3600:.1f}"]
+    assert main(["grid", "--estimate", "--epoch-seconds", "36", "--repeats", "0"]) == 2
+    assert "--repeats 0" in capsys.readouterr().err
 
 
 def test_array_spec_compresses_ranges():
@@ -232,7 +323,7 @@ def test_status_from_results_and_queue(env, tmp_path):
 def test_gpu_hours_multiply_runs_epochs_and_epoch_time():
     trainers = grid.select_trainers(["all"])
     rows = grid.gpu_hours(36.0, trainers, datasets=3, folds=5, epochs={t: 10 for t in trainers})
-    assert [r["variant"] for r in rows] == [v.key for v in VARIANTS] + ["total"]
+    assert [r["variant"] for r in rows] == [v.key for v in ABLATION_VARIANTS] + ["total"]
     assert all(r["runs"] == 15 and r["gpu_hours"] == pytest.approx(15 * 10 * 36 / 3600) for r in rows[:-1])
     assert rows[-1]["gpu_hours"] == pytest.approx(7 * 1.5)
     # one GPU per task: the longest chain is ReLU then its Swish continuation
@@ -413,3 +504,72 @@ def test_grid_runs_on_a_real_slurm_cluster_in_dependency_order(slurm_cluster, ti
     assert grid.fold_state(swish_fold) == "done"
     check_fold_metrics(swish_fold, gt, cases)
     check_measured_rows(shell_out / "tables" / "table4.csv", {FULL: relu_fold, SWISH: swish_fold})
+
+def test_reference_and_repeat_jobs_on_a_real_slurm_cluster(slurm_cluster, tiny_preprocessed, tmp_path):
+    """``--trainers baseline --reference nnunet resenc-m --repeats 2`` on fold 0 (2d, 1 epoch of 2
+    iterations). Plain nnUNetTrainer is nnU-Net's own (1000 epochs; DRUWAS_* do not apply), so its
+    folds, nnunet's repeat 1 and the baseline's repeat 0 are made done beforehand: the grid leaves them
+    out and runs, for real, the job that plans ResEnc M, repeat 1 of nnU-Net's trainer under those
+    plans after it (scored by evaluate-results) and repeat 1 of the baseline. Then --format shell
+    resumes a reference fold whose evaluation is missing."""
+    import torch
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    (source,) = Path(tiny_preprocessed["nnUNet_preprocessed"]).glob(f"Dataset{TINY_ID:03d}_*")
+    shutil.copytree(source, tmp_path / "preprocessed" / source.name)   # the ResEnc M plans land in this copy
+    env = results_env(tiny_preprocessed, tmp_path / "results", DRUWAS_EPOCHS="1", DRUWAS_ITERS="2",
+                      nnUNet_preprocessed=str(tmp_path / "preprocessed"))
+    results, resenc_plans = Path(env["nnUNet_results"]), tmp_path / "preprocessed" / DATASET / "nnUNetResEncUNetMPlans.json"
+    for trainer, plans_name in (("nnUNetTrainerDRUwAS_Baseline", "nnUNetPlans"), ("nnUNetTrainer", "nnUNetPlans"),
+                                ("nnUNetTrainer_repeat1", "nnUNetPlans"), ("nnUNetTrainer", "nnUNetResEncUNetMPlans")):
+        finish(results, trainer, 0, configuration="2d", plans=plans_name)
+    out = tmp_path / "grid"
+    command = ["nnunetv2_druwas", "grid", "-d", str(TINY_ID), "-c", "2d", "-f", "0", "--trainers", "baseline",
+               "--reference", "nnunet", "resenc-m", "--repeats", "2", "--device", "cpu", "--out", str(out),
+               "--tables-args", "--year-override 990=2020 --no-plots --n-resamples 99"]
+    run_command([*command, "--submit"], env)
+    ids = {name: job["id"] for name, job in json.loads((out / "submitted.json").read_text())["jobs"].items()}
+    plan = f"{DATASET}__nnUNetResEncUNetMPlans__plans"
+    baseline1 = grid.array_name(DATASET, "nnUNetTrainerDRUwAS_Baseline_repeat1", "nnUNetPlans", "2d")
+    resenc1 = grid.array_name(DATASET, "nnUNetTrainer_repeat1", "nnUNetResEncUNetMPlans", "2d")
+    assert list(ids) == [plan, baseline1, resenc1, grid.TABLES_JOB]
+    states = wait_for_slurm(ids, lambda s: all(state in ENDED for state, _ in s.values()), "the end of every job", out)
+    assert {name: state for name, (state, _) in states.items()} == dict.fromkeys(ids, "COMPLETED"), logs_text(out)
+
+    times = log_times(out)
+    assert set(times) == {plan, f"{baseline1} fold 0", f"{resenc1} fold 0", grid.TABLES_JOB}, logs_text(out)
+    assert times[plan][1] <= times[f"{resenc1} fold 0"][0], logs_text(out)
+    assert resenc_plans.is_file()
+    resenc_fold = grid.Run(DATASET, "2d", "nnUNetTrainer_repeat1", "nnUNetResEncUNetMPlans", 0).fold_dir(results)
+    checkpoint = torch.load(resenc_fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["trainer_name"] == "nnUNetTrainer_repeat1" and checkpoint["current_epoch"] == 1   # DRUWAS_EPOCHS
+    cm = PlansManager(json.loads(resenc_plans.read_text())).get_configuration("2d")
+    network = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                     cm.network_arch_init_kwargs_req_import, 4, 3, deep_supervision=True)
+    network.load_state_dict(checkpoint["network_weights"], strict=True)   # nnU-Net's ResEnc M network of the plan
+    assert type(network).__name__ == "ResidualEncoderUNet"
+    for fold, trainer in ((resenc_fold, "nnUNetTrainer_repeat1"), (grid.Run(
+            DATASET, "2d", "nnUNetTrainerDRUwAS_Baseline_repeat1", "nnUNetPlans", 0).fold_dir(results),
+            "nnUNetTrainerDRUwAS_Baseline_repeat1")):
+        record = json.loads((fold / "druwas_run.json").read_text())
+        assert (record["trainer"], record["repeat"], record["seed"], record["num_epochs"]) == (trainer, 1, 1, 1)
+        assert grid.fold_state(fold) == "done"
+    scored = (resenc_fold / "brats_metrics.csv").read_text().splitlines()
+    assert len(scored) == 1 + 3 * 2 and scored[0].startswith("case,region,dice,hd95")   # 2 validation cases x 3
+    status = run_command(["nnunetv2_druwas", "grid", "--status", "--out", str(out)], env).stdout
+    assert status.splitlines()[-1] == "6 done", status
+    assert "nnUNetTrainer_repeat1" in (out / "tables" / "runs.csv").read_text()
+
+    # the evaluation of a reference fold is missing: --format shell resumes it (--c: the final
+    # validation again) and scores it
+    (resenc_fold / "brats_metrics.csv").unlink()
+    shell_out = tmp_path / "shell"
+    run_command([*command[:-2], "--format", "shell", "--out", str(shell_out), "--tables-args", "--no-plots "
+                 "--n-resamples 99 --year-override 990=2020"], env)
+    assert set(json.loads((shell_out / "grid.json").read_text())["jobs"]) == {resenc1, grid.TABLES_JOB}
+    run_command(["bash", str(shell_out / "run_all.sh")], env)
+    log = (shell_out / "logs" / f"{resenc1}__fold0.log").read_text()
+    assert re.search(rf"running: .*nnUNetv2_train {DATASET} 2d 0 -tr nnUNetTrainer_repeat1 -p nnUNetResEncUNetMPlans "
+                     rf"-device cpu --c$", log, re.M), log
+    assert f"{resenc_fold}/brats_metrics.csv" in log and grid.fold_state(resenc_fold) == "done"

@@ -50,7 +50,7 @@ def run_child(script: str, tmp_path: Path, timeout: float = 120) -> subprocess.C
 def test_every_variable_the_harness_reads_is_in_the_table():
     core = {"nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer", "nnUNet_def_n_proc",
             "nnUNet_n_proc_DA", "nnUNet_compile", "nnUNet_keep_files_open", "OMP_NUM_THREADS",
-            "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_INIT_CHECKPOINT"}
+            "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_SEED", "DRUWAS_INIT_CHECKPOINT"}
     assert core <= set(env.VARIABLES)
     # every name the code reads through env.read / env.require / env.value is a row of the table
     read = set()

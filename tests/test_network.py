@@ -18,7 +18,7 @@ from nnunetv2_druwas.network import (
     SpatialAttention,
     druwas_from_plans,
 )
-from nnunetv2_druwas.variants import VARIANTS, variant_by_key
+from nnunetv2_druwas.variants import ABLATION_VARIANTS, variant_by_key
 
 # name -> (conv_op, strides, input spatial size); anisotropic = nnU-Net's typical [1, 2, 2] first pooling
 GEOMETRIES = {
@@ -94,7 +94,7 @@ def from_configuration(configuration: str, **kwargs) -> tuple[DRUwASUNet, object
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.key)
+@pytest.mark.parametrize("variant", ABLATION_VARIANTS, ids=lambda v: v.key)
 def test_output_shapes_every_variant(variant, geometry):
     net = tiny_net(variant.network_kwargs, geometry)
     x = tiny_input(geometry)
@@ -131,7 +131,7 @@ def test_activations_share_state_dict_and_load_strictly():
     torch.testing.assert_close(swish.state_dict(), reference)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.key)
+@pytest.mark.parametrize("variant", ABLATION_VARIANTS, ids=lambda v: v.key)
 def test_each_switch_adds_or_removes_its_modules(variant):
     net = tiny_net(variant.network_kwargs)
     n = len(FEATURES)
@@ -146,7 +146,7 @@ def test_each_switch_adds_or_removes_its_modules(variant):
     assert count(net, NONLINEARITIES[variant.nonlin]) > 0
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.key)
+@pytest.mark.parametrize("variant", ABLATION_VARIANTS, ids=lambda v: v.key)
 def test_gradients_reach_every_parameter(variant):
     net = tiny_net(variant.network_kwargs, "3d_aniso")
     outputs = net(tiny_input("3d_aniso"))
@@ -158,7 +158,7 @@ def test_gradients_reach_every_parameter(variant):
         assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, f"{name} has a zero or non-finite gradient"
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.key)
+@pytest.mark.parametrize("variant", ABLATION_VARIANTS, ids=lambda v: v.key)
 @pytest.mark.parametrize("deep_supervision", [True, False])
 def test_feature_map_size_counts_every_convolution_output(variant, deep_supervision):
     """compute_conv_feature_map_size equals the measured output voxels of every conv in a forward pass."""
@@ -273,7 +273,7 @@ def test_builder_accepts_variant_kwargs_and_does_not_modify_the_plan():
     plans = brats_like_plans()
     arch = plans["configurations"]["3d_fullres"]["architecture"]
     before = copy.deepcopy(arch)
-    for variant in VARIANTS:
+    for variant in ABLATION_VARIANTS:
         net = druwas_from_plans(arch["arch_kwargs"], arch["_kw_requires_import"], 4, 3, False,
                                 **variant.network_kwargs)
         assert (net.residual, net.attention_gate, net.spatial_attention) == \

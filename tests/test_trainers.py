@@ -1,8 +1,9 @@
 """The DRUwAS nnU-Net trainers, driven through nnU-Net's own commands on the tiny dataset (CPU).
 
 Real runs: ``nnUNetv2_train`` for the main trainer, the Swish continuation and its ``--c``
-resume, the paper-strict recipe and its Swish continuation, and ``nnUNetv2_predict``. Every one
-of the 21 trainers also builds its network in this process (2d configuration, to stay fast), and
+resume, the paper-strict recipe and its Swish continuation, two repeats of the reference trainer
+(nnU-Net's network) and a third run with repeat 1's seed, and ``nnUNetv2_predict``. Every one
+of the 24 trainers also builds its network in this process (2d configuration, to stay fast), and
 each network takes one real training step.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from conftest import TINY_ID, TRAINERS, check_fold_metrics, results_env, run_command
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.variants import RECIPES, VARIANTS, all_trainers
+from nnunetv2_druwas.variants import RECIPES, VARIANTS, all_trainers, repeat_trainer_name
 
 # Short runs for every command here, with as few processes as nnU-Net allows: augmentation in
 # the main process (nnUNet_n_proc_DA=0 makes only the batches it uses), one export worker and the
@@ -32,6 +33,7 @@ from nnunetv2_druwas.variants import RECIPES, VARIANTS, all_trainers
 SHORT = dict(DRUWAS_EPOCHS=1, DRUWAS_ITERS=2, OMP_WAIT_POLICY="PASSIVE", nnUNet_n_proc_DA=0, nnUNet_def_n_proc=1)
 TRAIN = ["nnUNetv2_train", str(TINY_ID), "3d_fullres", "0", "-device", "cpu", "-tr"]
 RELU, SWISH = "nnUNetTrainerDRUwAS", "nnUNetTrainerDRUwASSwish"
+REFERENCE = "nnUNetTrainerDRUwAS_nnUNetNetwork"   # nnU-Net's network of the plan, paper's recipe
 STRICT, SWISH_STRICT = RELU + "_PaperStrict", SWISH + "_PaperStrict"
 
 
@@ -60,23 +62,39 @@ def check_fold_0_metrics(env: dict[str, str], fold: Path) -> None:
     check_fold_metrics(fold, preprocessed_dataset(env) / "gt_segmentations", sorted(splits[0]["val"]))
 
 
-def in_process_trainer(name: str, configuration: str, env: dict[str, str], monkeypatch):
+def in_process_trainer(name: str, configuration: str, env: dict[str, str], monkeypatch, plans: str = "nnUNetPlans"):
     """A trainer of the named class built in this process, as ``nnUNetv2_train`` builds it."""
     from batchgenerators.utilities.file_and_folder_operations import load_json
 
-    from nnunetv2_druwas.training import trainer_classes
+    from nnunetv2_druwas import training
 
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA",
-                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_INIT_CHECKPOINT", "DRUWAS_CHECKPOINTING"):
+                "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR", "DRUWAS_SEED", "DRUWAS_INIT_CHECKPOINT", "DRUWAS_CHECKPOINTING"):
         if key in env:
             monkeypatch.setenv(key, env[key])
         else:
             monkeypatch.delenv(key, raising=False)
     (preprocessed,) = Path(env["nnUNet_preprocessed"]).glob(f"Dataset{TINY_ID:03d}_*")
-    plans = load_json(str(preprocessed / "nnUNetPlans.json"))
+    plans = load_json(str(preprocessed / f"{plans}.json"))
     plans["continue_training"] = False
     dataset_json = load_json(str(preprocessed / "dataset.json"))
-    return trainer_classes()[name](plans, configuration, 0, dataset_json, torch.device("cpu"))
+    return getattr(training, name)(plans, configuration, 0, dataset_json, torch.device("cpu"))   # repeats too
+
+
+def plan_network(trainer) -> torch.nn.Module:
+    """nnU-Net's own network of the trainer's plan and configuration (get_network_from_plans)."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+    cm = trainer.configuration_manager
+    inputs = determine_num_input_channels(trainer.plans_manager, cm, trainer.dataset_json)
+    return get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                  cm.network_arch_init_kwargs_req_import, inputs,
+                                  trainer.label_manager.num_segmentation_heads, deep_supervision=True)
+
+
+def n_parameters(network: torch.nn.Module) -> int:
+    return sum(p.numel() for p in network.parameters())
 
 
 @pytest.fixture(scope="module")
@@ -108,15 +126,36 @@ def test_trainer_module_imports_in_a_fresh_interpreter_and_nnunet_finds_every_na
         "found = {n: recursive_find_trainer_class_by_name(n).__name__ for n in names}\n"
         "heavy = [m for m in ('nnunetv2_druwas.evaluation.evaluate', 'nnunetv2_druwas.evaluation.metrics',\n"
         "                     'medpy', 'monai') if m in sys.modules]\n"
-        "print(json.dumps({'names': names, 'found': found, 'heavy': heavy}))\n")
+        "repeats = {}\n"
+        "for n in ('nnUNetTrainerDRUwASSwish_PaperStrict_repeat2', 'nnUNetTrainer_repeat1', 'nnUNetTrainer_250epochs_repeat3'):\n"
+        "    cls = recursive_find_trainer_class_by_name(n)\n"
+        "    again = recursive_find_trainer_class_by_name(n)\n"
+        "    import pickle\n"
+        "    repeats[n] = [cls.__name__, cls.repeat, cls is again, pickle.loads(pickle.dumps(cls)) is cls,\n"
+        "                  [c.__name__ for c in cls.__mro__[1:4]]]\n"
+        "try:\n"
+        "    recursive_find_trainer_class_by_name('nnUNetTrainerNoSuchThing_repeat1')\n"
+        "    missing = 'found'\n"
+        "except RuntimeError as e:\n"
+        "    missing = 'Could not find' in str(e)\n"
+        "print(json.dumps({'names': names, 'found': found, 'heavy': heavy, 'repeats': repeats, 'missing': missing}))\n")
     env = dict(os.environ, nnUNet_extTrainer=str(TRAINERS))
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["names"] == sorted(all_trainers())
-    assert len(result["names"]) == len(VARIANTS) * len(RECIPES) == 21
+    assert len(result["names"]) == len(VARIANTS) * len(RECIPES) == 24
     assert result["found"] == {n: n for n in result["names"]}
     assert result["heavy"] == []
+    # repeats of DRUwAS and of nnU-Net's own trainers: built on demand, the same class every time
+    assert result["repeats"] == {
+        "nnUNetTrainerDRUwASSwish_PaperStrict_repeat2": [
+            "nnUNetTrainerDRUwASSwish_PaperStrict_repeat2", 2, True, True,
+            ["nnUNetTrainerDRUwASSwish_PaperStrict", "DRUwASPaperStrictTrainer", "DRUwASPaperRecipeTrainer"]],
+        "nnUNetTrainer_repeat1": ["nnUNetTrainer_repeat1", 1, True, True, ["SeededTrainer", "nnUNetTrainer", "object"]],
+        "nnUNetTrainer_250epochs_repeat3": ["nnUNetTrainer_250epochs_repeat3", 3, True, True,
+                                            ["SeededTrainer", "nnUNetTrainer_250epochs", "nnUNetTrainer"]]}
+    assert result["missing"] is True
 
 
 def test_env_prints_the_trainer_folder_and_reports_data_folders(tmp_path, capsys):
@@ -134,6 +173,17 @@ def test_env_prints_the_trainer_folder_and_reports_data_folders(tmp_path, capsys
     assert any(line.startswith("# nnUNet_preprocessed is not set") for line in lines)
     assert main(["env", "--trainers-dir"]) == 0
     assert capsys.readouterr().out.strip() == str(TRAINERS.resolve())
+
+
+def test_trainers_command_lists_the_reference_network_and_repeats(capsys):
+    from nnunetv2_druwas.cli import main
+
+    assert main(["trainers"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    reference = [line for line in lines if line.startswith(REFERENCE + " ")]
+    assert len(reference) == 1 and "reference: nnU-Net's network (from the plan) [paper recipe" in reference[0]
+    assert any(line.startswith(f"{SWISH}_PaperStrict ") and line.endswith(f"continues {STRICT}]") for line in lines)
+    assert "nnUNetTrainer_repeat1" in lines[-1] and "DRUWAS_SEED + k" in lines[-1]
 
 
 # --- recipes and overrides, in process ------------------------------------------------------
@@ -167,11 +217,42 @@ def test_recipes_and_length_overrides(tiny_preprocessed, tmp_path, monkeypatch):
             in_process_trainer(RELU, "2d", dict(env, **{variable: bad}), monkeypatch)
 
 
+def test_repeats_seed_from_their_number_and_honour_the_overrides(tiny_preprocessed, tmp_path, monkeypatch):
+    """Repeat k's seed is DRUWAS_SEED + k; nnU-Net's trainer repeated is seeded and takes the DRUWAS_*
+    overrides, plain nnUNetTrainer stays nnU-Net's own; Swish repeat k continues ReLU repeat k."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    env = results_env(tiny_preprocessed, tmp_path / "results", DRUWAS_EPOCHS="3", DRUWAS_ITERS="10", DRUWAS_LR="0.02")
+    plain = in_process_trainer("nnUNetTrainer", "2d", env, monkeypatch)
+    assert type(plain) is nnUNetTrainer and not hasattr(plain, "run_seed")
+    assert (plain.num_epochs, plain.num_iterations_per_epoch, plain.initial_lr) == (1000, 250, 1e-2)
+    repeat = in_process_trainer("nnUNetTrainer_repeat2", "2d", env, monkeypatch)
+    assert isinstance(repeat, nnUNetTrainer) and (repeat.repeat, repeat.run_seed) == (2, 2)
+    assert (repeat.num_epochs, repeat.num_iterations_per_epoch, repeat.num_val_iterations_per_epoch,
+            repeat.initial_lr) == (3, 10, 2, 0.02)
+    assert in_process_trainer("nnUNetTrainer_repeat2", "2d", dict(env, DRUWAS_SEED="5"), monkeypatch).run_seed == 7
+    assert in_process_trainer(RELU, "2d", dict(env, DRUWAS_SEED="5"), monkeypatch).run_seed == 5
+    assert in_process_trainer(RELU, "2d", env, monkeypatch).run_seed == 0
+    with pytest.raises(DruwasError, match="DRUWAS_SEED='-1' is not a whole number >= 0"):
+        in_process_trainer(RELU, "2d", dict(env, DRUWAS_SEED="-1"), monkeypatch)
+
+    swish = in_process_trainer(SWISH + "_repeat1", "2d", env, monkeypatch)
+    assert (swish.run_seed, swish.num_epochs, swish.initial_lr) == (1, 3, 0.02)
+    assert in_process_trainer(SWISH_STRICT + "_repeat1", "2d", env, monkeypatch)._source_trainer_name() == \
+        STRICT + "_repeat1"
+    with pytest.raises(DruwasError) as error:
+        swish.continuation_checkpoint()
+    assert f"{RELU}_repeat1__nnUNetPlans__2d" in str(error.value)
+    assert f"-tr {RELU}_repeat1 -p nnUNetPlans" in str(error.value)
+
+
 @pytest.mark.parametrize("name", sorted(all_trainers()))
 def test_every_trainer_builds_its_network_and_takes_a_training_step(name, tiny_preprocessed, tmp_path, monkeypatch):
-    """Every name builds the right network and recipe; each of the 7 networks takes a real training
-    and validation step (under the paper's recipe: the nnU-Net recipe twin has the same network,
-    and its SGD step is nnU-Net's own; the strict twin's real run is tested below)."""
+    """Every name builds the right network and recipe (the reference row: nnU-Net's own network of the
+    plan, the same class and parameter count as nnU-Net's get_network_from_plans); each of the 8
+    networks takes a real training and validation step (under the paper's recipe: the nnU-Net recipe
+    twin has the same network, and its SGD step is nnU-Net's own; the strict twin's real run is tested
+    below)."""
     from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
     from nnunetv2_druwas.network import AttentionGate, DRUwASUNet, ResidualBlock, SpatialAttention
@@ -183,15 +264,26 @@ def test_every_trainer_builds_its_network_and_takes_a_training_step(name, tiny_p
                                  monkeypatch)
     trainer.initialize()
     network = trainer.bare_network()
-    assert isinstance(network, DRUwASUNet) and network.encoder.conv_op is torch.nn.Conv2d
-    present = {switch: any(isinstance(m, block) for m in network.modules())
-               for switch, block in (("residual", ResidualBlock), ("attention_gate", AttentionGate),
-                                     ("spatial_attention", SpatialAttention))}
-    assert present == {switch: getattr(variant, switch) for switch in present}
-    assert any(isinstance(m, torch.nn.SiLU) for m in network.modules()) == (variant.nonlin == "swish")
+    if variant.network == "plan":
+        reference = plan_network(trainer)
+        assert type(network) is type(reference) and type(network).__name__ == "PlainConvUNet"
+        assert n_parameters(network) == n_parameters(reference)
+        assert {k: v.shape for k, v in network.state_dict().items()} == \
+            {k: v.shape for k, v in reference.state_dict().items()}
+        scales = trainer._get_deep_supervision_scales()   # nnU-Net's: the plan's pooling
+        pools = np.cumprod(np.vstack(trainer.configuration_manager.pool_op_kernel_sizes), axis=0)
+        assert scales == (None if recipe == "strict" else [list(1 / p) for p in pools[:-1]])
+    else:
+        assert isinstance(network, DRUwASUNet) and network.encoder.conv_op is torch.nn.Conv2d
+        present = {switch: any(isinstance(m, block) for m in network.modules())
+                   for switch, block in (("residual", ResidualBlock), ("attention_gate", AttentionGate),
+                                         ("spatial_attention", SpatialAttention))}
+        assert present == {switch: getattr(variant, switch) for switch in present}
+        assert any(isinstance(m, torch.nn.SiLU) for m in network.modules()) == (variant.nonlin == "swish")
     adam = recipe in ("paper", "strict")
     expected = (torch.optim.Adam, PlateauOnValidation) if adam else (torch.optim.SGD, PolyLRScheduler)
     assert (type(trainer.optimizer), type(trainer.lr_scheduler)) == expected
+    # the paper's batch of 4 fits the tiny plan's memory budget, also for nnU-Net's own network
     assert trainer.batch_size == (4 if adam else trainer.configuration_manager.batch_size)
     if recipe != "paper":
         return
@@ -648,3 +740,102 @@ def test_strict_swish_continues_the_strict_relu_run(strict_run):
     assert record["weights_sha256"] == state_dict_digest(load_checkpoint(relu_path)["network_weights"])
     swish = load_checkpoint(fold / "checkpoint_final.pth")
     assert swish["trainer_name"] == SWISH_STRICT and swish["inference_allowed_mirroring_axes"] is None
+
+
+# --- repeats and the reference network, for real -------------------------------------------------
+
+# Seeded augmentation workers (nnUNet_n_proc_DA=2: batchgenerators' MultiThreadedAugmenter) are part
+# of what these runs check; 2d keeps nnU-Net's network fast on the CPU.
+REPEATS = dict(SHORT, nnUNet_n_proc_DA=2)
+REPEAT_TRAIN = ["nnUNetv2_train", str(TINY_ID), "2d", "0", "-device", "cpu", "-tr"]
+
+
+@pytest.fixture(scope="module")
+def reference_repeats(tiny_preprocessed, tmp_path_factory) -> tuple[dict[str, str], dict[str, str]]:
+    """Repeats 0 and 1 of the reference trainer (nnU-Net's network, paper's recipe) in one results
+    folder, and repeat 0 with DRUWAS_SEED=1 (repeat 1's seed) in another; returns both environments."""
+    env = results_env(tiny_preprocessed, tmp_path_factory.mktemp("repeats"), **REPEATS)
+    again = results_env(tiny_preprocessed, tmp_path_factory.mktemp("same_seed"), **REPEATS, DRUWAS_SEED=1)
+    for name, environment in ((REFERENCE, env), (repeat_trainer_name(REFERENCE, 1), env), (REFERENCE, again)):
+        run_command(REPEAT_TRAIN + [name], environment)
+    return env, again
+
+
+def test_repeats_coexist_record_their_seeds_and_are_reproducible(reference_repeats):
+    """Two repeats of one trainer and fold: own folders, own seeds (recorded, augmentation workers
+    included); the same seed twice gives bitwise identical weights, another seed other weights."""
+    env, again = reference_repeats
+    folds = {"repeat 0": fold_dir(env, REFERENCE, "2d"), "repeat 1": fold_dir(env, REFERENCE + "_repeat1", "2d"),
+             "seed 1": fold_dir(again, REFERENCE, "2d")}
+    records = {k: json.loads((f / "druwas_run.json").read_text()) for k, f in folds.items()}
+    assert [(r["trainer"], r["repeat"], r["seed"], r["settings"]["DRUWAS_SEED"]) for r in records.values()] == [
+        (REFERENCE, 0, 0, None), (REFERENCE + "_repeat1", 1, 1, None), (REFERENCE, 0, 1, "1")]
+    for record in records.values():
+        assert record["base_trainer"] == REFERENCE and record["started_at_epoch"] == 0
+        assert (record["num_epochs"], record["num_iterations_per_epoch"]) == (1, 2)
+        assert record["settings"]["DRUWAS_EPOCHS"] == "1" and record["settings"]["DRUWAS_ITERS"] == "2"
+        seeds = record["augmentation_seeds"]
+        assert len(seeds["training_workers"]) == 2 and len(seeds["validation_workers"]) == 1
+    assert records["repeat 0"]["augmentation_seeds"] != records["repeat 1"]["augmentation_seeds"]
+    assert records["repeat 1"]["augmentation_seeds"] == records["seed 1"]["augmentation_seeds"]
+
+    checkpoints = {k: load_checkpoint(f / "checkpoint_final.pth") for k, f in folds.items()}
+    weights = {k: c["network_weights"] for k, c in checkpoints.items()}
+    assert checkpoints["repeat 1"]["trainer_name"] == REFERENCE + "_repeat1"
+    assert set(weights["repeat 1"]) == set(weights["seed 1"])
+    assert all(torch.equal(weights["repeat 1"][k], weights["seed 1"][k]) for k in weights["seed 1"])   # bitwise
+    assert checkpoints["repeat 1"]["logging"]["train_losses"] == checkpoints["seed 1"]["logging"]["train_losses"]
+    assert any(not torch.equal(weights["repeat 0"][k], weights["repeat 1"][k]) for k in weights["repeat 0"])
+    for fold in folds.values():
+        assert (fold / "brats_metrics.csv").is_file()
+
+
+def test_reference_trainer_trains_nnunets_network_of_the_plan(reference_repeats, monkeypatch):
+    """The checkpoint holds nnU-Net's own network of the plan: the state dict of get_network_from_plans."""
+    env, _ = reference_repeats
+    weights = load_checkpoint(fold_dir(env, REFERENCE, "2d") / "checkpoint_final.pth")["network_weights"]
+    reference = plan_network(in_process_trainer(REFERENCE, "2d", env, monkeypatch))
+    reference.load_state_dict(weights, strict=True)   # every key and shape of nnU-Net's network, nothing else
+    assert type(reference).__name__ == "PlainConvUNet"
+    assert n_parameters(reference) == sum(weights[k].numel() for k, _ in reference.named_parameters())
+    log = "".join(p.read_text() for p in fold_dir(env, REFERENCE, "2d").glob("training_log_*.txt"))
+    assert "DRUWAS_EPOCHS=1: 1 epochs instead of 100" in log and "Seed 0 (repeat 0" in log
+
+
+def test_both_repeats_predict_by_name(reference_repeats, tmp_path):
+    """nnUNetv2_predict finds repeat 1 by its name (trainers/druwas.py builds the class on demand)."""
+    import nibabel as nib
+
+    env, _ = reference_repeats
+    (raw,) = Path(env["nnUNet_raw"]).glob(f"Dataset{TINY_ID:03d}_*")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for image in sorted((raw / "imagesTr").glob("TINY_000_*.nii.gz")):
+        shutil.copy(image, inputs)
+    for name in (REFERENCE, REFERENCE + "_repeat1"):
+        out = tmp_path / name
+        proc = run_command(["nnUNetv2_predict", "-i", str(inputs), "-o", str(out), "-d", str(TINY_ID), "-c", "2d",
+                            "-f", "0", "-tr", name, "-device", "cpu", "-npp", "1", "-nps", "1",
+                            "--disable_progress_bar"], env)
+        assert f"Using trainer '{name}'" in proc.stdout
+        seg = np.asarray(nib.load(out / "TINY_000.nii.gz").dataobj)
+        assert seg.shape == (48, 48, 48) and set(np.unique(seg)) <= {0, 1, 2, 3}
+
+
+def test_reference_trainer_builds_resenc_m_from_its_plans(tiny_preprocessed, tmp_path, monkeypatch):
+    """With nnU-Net's ResEnc M plans (nnUNetv2_plan_experiment -pl nnUNetPlannerResEncM, for real) the
+    reference trainer builds nnU-Net's ResidualEncoderUNet of that plan; the paper's batch size fits."""
+    (source,) = Path(tiny_preprocessed["nnUNet_preprocessed"]).glob(f"Dataset{TINY_ID:03d}_*")
+    env = results_env(tiny_preprocessed, tmp_path / "results", nnUNet_preprocessed=str(tmp_path / "preprocessed"))
+    target = tmp_path / "preprocessed" / source.name
+    target.mkdir(parents=True)
+    for name in ("dataset.json", "dataset_fingerprint.json", "nnUNetPlans.json"):
+        shutil.copy(source / name, target)
+    run_command(["nnUNetv2_plan_experiment", "-d", str(TINY_ID), "-pl", "nnUNetPlannerResEncM"], env)
+    trainer = in_process_trainer(REFERENCE, "3d_fullres", env, monkeypatch, plans="nnUNetResEncUNetMPlans")
+    cm = trainer.configuration_manager
+    network = trainer.build_network_architecture(trainer.plans_manager, cm, 4, 3, True)
+    reference = plan_network(trainer)
+    assert type(network).__name__ == type(reference).__name__ == "ResidualEncoderUNet"
+    assert n_parameters(network) == n_parameters(reference)
+    assert 1 <= trainer.paper_batch_size() <= 4 and trainer.paper_batch_size() >= min(4, cm.batch_size)

@@ -66,13 +66,13 @@ def model_builders(in_channels: int = 4, out_channels: int = 3) -> dict[str, Cal
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
     from nnunetv2_druwas.network import druwas_from_plans
-    from nnunetv2_druwas.variants import VARIANTS
+    from nnunetv2_druwas.variants import ABLATION_VARIANTS
 
     arch, req_import = brats_arch_kwargs()
     builders = {PLAIN: lambda: get_network_from_plans(
         "dynamic_network_architectures.architectures.unet.PlainConvUNet", arch, req_import, in_channels,
         out_channels, deep_supervision=True)}
-    for v in VARIANTS:
+    for v in ABLATION_VARIANTS:
         builders[v.key] = (lambda v=v: druwas_from_plans(arch, req_import, in_channels, out_channels, True,
                                                          **v.network_kwargs))
     return builders
