@@ -138,4 +138,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nnunetv2_druwas.errors import report_errors
+
+    sys.exit(report_errors(main))
