@@ -556,7 +556,7 @@ def test_reference_and_repeat_jobs_on_a_real_slurm_cluster(slurm_cluster, tiny_p
         assert (record["trainer"], record["repeat"], record["seed"], record["num_epochs"]) == (trainer, 1, 1, 1)
         assert grid.fold_state(fold) == "done"
     scored = (resenc_fold / "brats_metrics.csv").read_text().splitlines()
-    assert len(scored) == 1 + 3 * 2 and scored[0].startswith("case,region,dice,hd95")   # 2 validation cases x 3
+    assert len(scored) == 1 + 3 * 2 and scored[0].startswith("case,region,protocol,dice,hd95")   # 2 validation cases x 3
     status = run_command(["nnunetv2_druwas", "grid", "--status", "--out", str(out)], env).stdout
     assert status.splitlines()[-1] == "6 done", status
     assert "nnUNetTrainer_repeat1" in (out / "tables" / "runs.csv").read_text()
