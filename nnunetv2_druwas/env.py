@@ -15,7 +15,9 @@ Example::
 
 nnU-Net finds trainer classes outside its own package through ``nnUNet_extTrainer`` (a list of
 folders, separated like ``PATH``). The DRUwAS trainers live in the repository's ``trainers/``
-folder, beside the ``nnunetv2_druwas`` package, so the one step for a user is::
+folder, beside the ``nnunetv2_druwas`` package; an install (``pip install .``, a wheel) copies them
+into the package as ``nnunetv2_druwas/_trainers/`` (:func:`trainers_dir` finds either), so the one
+step for a user is::
 
     eval "$(nnunetv2_druwas env)"
 
@@ -200,21 +202,24 @@ def job_exports(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def trainers_dir() -> Path:
-    """The absolute path of the ``trainers/`` folder that ``nnUNet_extTrainer`` must name.
+    """The absolute path of the folder of DRUwAS trainer modules that ``nnUNet_extTrainer`` must name.
 
-    It sits beside the ``nnunetv2_druwas`` package in the source tree, so it exists for an
-    editable install (``pip install -e .``) or a checkout on ``PYTHONPATH``.
+    An install (``pip install .``, a wheel) ships them inside the package as
+    ``nnunetv2_druwas/_trainers/`` (``setup.py`` maps the repository's ``trainers/`` there); in the
+    source tree (an editable install, a checkout on ``PYTHONPATH``) they are ``trainers/`` beside
+    the package.
 
     Raises:
-        DruwasError: when the folder is not there (e.g. after a non-editable install).
+        DruwasError: when neither folder holds ``druwas.py`` (a broken install).
     """
-    folder = Path(__file__).resolve().parent.parent / "trainers"
-    if not (folder / "druwas.py").is_file():
-        raise DruwasError(
-            f"the DRUwAS trainer folder {folder} (with druwas.py) does not exist; install the project "
-            f"editable from its source tree (pip install -e <checkout>) so that trainers/ sits beside "
-            f"the nnunetv2_druwas package")
-    return folder
+    package = Path(__file__).resolve().parent
+    candidates = (package / "_trainers", package.parent / "trainers")
+    for folder in candidates:
+        if (folder / "druwas.py").is_file():
+            return folder
+    raise DruwasError(
+        f"the DRUwAS trainer module druwas.py is in neither {' nor '.join(map(str, candidates))}; "
+        f"reinstall the project (pip install <checkout>, or pip install -e <checkout>)")
 
 
 def ext_trainer_value(current: str | None = None) -> str:
@@ -255,7 +260,8 @@ def environment_lines(environ: Mapping[str, str] | None = None) -> list[str]:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--trainers-dir", action="store_true",
-                        help="print only the absolute path of the trainers/ folder")
+                        help="print only the absolute path of the trainer folder (trainers/ of a source tree, "
+                             "nnunetv2_druwas/_trainers of an installed package)")
 
 
 def run(args) -> int:
