@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, TINY_ID, check_fold_metrics, check_measured_rows, results_env, run_command
 from nnunetv2_druwas import grid
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.variants import ABLATION_VARIANTS, trainer_name
+from nnunetv2_druwas.variants import ABLATION_VARIANTS
 
 DATASET = "Dataset990_Tiny"
 FULL, SWISH = "nnUNetTrainerDRUwAS", "nnUNetTrainerDRUwASSwish"
@@ -161,7 +161,7 @@ def test_references_and_repeats_add_arrays_with_their_plans_and_evaluation(env, 
         (grid.TABLES_JOB, (), tuple(("afterok", j.name) for j in jobs[:-1]))]
     by_name = {j.name: "\n".join(j.body) for j in jobs}
     assert by_name[plan].endswith(f"-m nnunetv2_druwas.plans {DATASET} resenc-m -c 3d_fullres")
-    assert f"-tr nnUNetTrainer_repeat1 -p nnUNetResEncUNetMPlans -device cuda" in by_name[resenc1]
+    assert "-tr nnUNetTrainer_repeat1 -p nnUNetResEncUNetMPlans -device cuda" in by_name[resenc1]
     for job in (resenc, resenc1, name["nnUNetTrainer"]):   # nnU-Net's trainer writes no metrics
         assert by_name[job].splitlines()[-1].endswith('-m nnunetv2_druwas evaluate-results --fold-dir "$fold_dir"')
     assert not any("evaluate-results" in by_name[name[t]] for t in (FULL, f"{FULL}_repeat1", SWISH))
@@ -404,11 +404,14 @@ def slurm_states(job_ids: dict[str, str]) -> dict[str, tuple[str, str]]:
 
 def wait_for_slurm(job_ids: dict[str, str], done, what: str, out: Path, timeout: float = 900,
                    check=lambda states: None) -> dict[str, tuple[str, str]]:
-    """Poll squeue every second until ``done(states)``; ``check(states)`` must hold at every poll."""
+    """Poll squeue every second until ``done(states)``; ``check(states)`` must hold at every poll. A job
+    seen ended keeps that state when SLURM has since forgotten it."""
     deadline = time.monotonic() + timeout
-    states = {}
+    states: dict[str, tuple[str, str]] = {}
     while time.monotonic() < deadline:
-        states = slurm_states(job_ids)
+        # SLURM forgets an ended job after MinJobAge (300 s): an ended state, once seen, is kept
+        states = {name: states[name] if state == ("", "") and states.get(name, ("",))[0] in ENDED else state
+                  for name, state in slurm_states(job_ids).items()}
         check(states)
         if done(states):
             return states
