@@ -664,10 +664,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m analysis.tables`` (the same options as ``nnunetv2_druwas tables``)."""
     parser = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.split("\n")[0])
     add_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return report_errors(lambda: run(args))
 
 

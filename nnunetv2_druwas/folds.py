@@ -114,7 +114,8 @@ def describe(fold_dir: str | Path) -> str:
     }[state]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m nnunetv2_druwas.folds``."""
     parser = argparse.ArgumentParser(
         prog="python -m nnunetv2_druwas.folds",
         description="Print the state of an nnU-Net fold folder, or run nnUNetv2_train as the state requires "
@@ -122,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("fold_dir", type=Path, help="nnU-Net's fold_N folder of a run")
     parser.add_argument("command", nargs=argparse.REMAINDER,
                         help="after --: the nnUNetv2_train command to run for this fold")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     state = fold_state(args.fold_dir)
     if not command:
@@ -140,4 +145,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nnunetv2_druwas.errors import report_errors
+
+    sys.exit(report_errors(main))

@@ -103,13 +103,18 @@ def _run(command: list[str]) -> None:
         raise DruwasError(f"`{' '.join(command)}` failed; its output is above")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m nnunetv2_druwas.plans``."""
     parser = argparse.ArgumentParser(prog="python -m nnunetv2_druwas.plans",
                                      description="Plan and preprocess what a reference training needs.")
     parser.add_argument("dataset", help="dataset folder name, e.g. Dataset500_BraTS2020")
     parser.add_argument("reference", choices=list(REFERENCES), help="the reference (grid --reference)")
     parser.add_argument("-c", "--configurations", nargs="+", required=True, metavar="CONFIG")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         prepare(args.dataset, REFERENCES[args.reference], args.configurations)
     except DruwasError as e:

@@ -66,13 +66,14 @@ def brats_metrics_by_hand(pred_dir: Path, gt_dir: Path, cases: list[str]) -> dic
     return metrics
 
 
-def check_fold_metrics(fold: Path, gt_dir: Path, cases: list[str]) -> "pd.DataFrame":
-    """``fold/brats_metrics.csv`` and its summary hold the Dice of ``fold/validation`` against ``gt_dir``,
-    recomputed by hand for exactly ``cases``; returns the metrics table."""
+def check_fold_metrics(fold: Path, gt_dir: Path, cases: list[str], predictions: str = "validation") -> "pd.DataFrame":
+    """``fold/brats_metrics.csv`` and its summary hold the Dice of ``fold/<predictions>`` (nnU-Net's
+    ``validation``, or the demo's test-set ``predictions``) against ``gt_dir``, recomputed by hand for
+    exactly ``cases``; returns the metrics table."""
     import pandas as pd
 
     metrics = pd.read_csv(fold / "brats_metrics.csv", dtype={"case": str})
-    expected = brats_metrics_by_hand(fold / "validation", gt_dir, cases)
+    expected = brats_metrics_by_hand(fold / predictions, gt_dir, cases)
     assert sorted(zip(metrics["case"], metrics["region"])) == sorted(expected)
     assert not metrics["missing"].any()
     for row in metrics.itertuples():

@@ -101,13 +101,18 @@ def run_tests(copy: Path, tests: list[str]) -> tuple[int, list[str], str]:
     return proc.returncode, failed, output[-3000:]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python tests/mutation_check.py``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=[m.name for m in MUTATIONS], help="these mutations only")
     parser.add_argument("--suite", action="store_true", help="run the whole tests/ folder for each mutation")
     parser.add_argument("--no-baseline", action="store_true", help="skip the control run on the unmutated copy")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies (their paths are printed)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     mutations = [m for m in MUTATIONS if not args.only or m.name in args.only]
 
     def tests_of(selected: list[Mutation]) -> list[str]:

@@ -16,7 +16,8 @@ import pytest
 
 from nnunetv2_druwas import cli
 from nnunetv2_druwas.data.brats import BRATS_TO_NNUNET
-from nnunetv2_druwas.data.convert import PAPER_TEST_IMAGES, PAPER_TEST_LABELS, convert_brats, paper_split
+from nnunetv2_druwas.data.convert import (PAPER_TEST_IMAGES, PAPER_TEST_LABELS, TEST_IMAGES, TEST_LABELS, convert_brats,
+                                          paper_split)
 from nnunetv2_druwas.data.export import export_brats
 from nnunetv2_druwas.data.synth import make_brats_release, synthesize_case
 from nnunetv2_druwas.errors import DruwasError
@@ -387,6 +388,39 @@ def test_convert_with_paper_split(tmp_path, nnunet_env):
         convert_brats(src, 2020, split="paper", seed=5, progress=False, num_processes=1)
     convert_brats(src, 2020, split="paper", seed=5, overwrite=True, progress=False, num_processes=1)
     assert json.loads(pre.read_text()) != folds
+
+
+def test_a_held_out_test_release_converts_beside_the_training_release(tmp_path, nnunet_env, capsys):
+    """`synth --first-case` numbers a second release after the first (other cases, same seed), and
+    `convert-brats --test` writes it, labels converted, to imagesTs_test / labelsTs_test, apart from
+    the training cases; a test release sharing a case with the training release is refused."""
+    src = release(tmp_path, 2020, n=3)
+    test = make_brats_release(tmp_path / "test", 2020, 2, SHAPE, seed=3, first_case=4)
+    assert sorted(p.name for p in test.iterdir() if p.is_dir()) == ["BraTS20_Training_004", "BraTS20_Training_005"]
+    # case 4 of the test release is case 4 of one longer release of the same seed
+    longer = make_brats_release(tmp_path / "longer", 2020, 4, SHAPE, seed=3)
+    for role in ("t1", "seg"):
+        assert np.array_equal(nib.load(case_file(test, "BraTS20_Training_004", role)).get_fdata(),
+                              nib.load(case_file(longer, "BraTS20_Training_004", role)).get_fdata())
+    code, err = cli_run(["convert-brats", str(src), "--year", "2020", "--test", str(test), "-np", "1"], capsys)
+    assert code == 0, err
+    out = raw_root() / "Dataset500_BraTS2020"
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == [f"BraTS20_Training_00{i}.nii.gz" for i in (1, 2, 3)]
+    assert sorted(p.name for p in (out / TEST_IMAGES).iterdir()) == [
+        f"BraTS20_Training_00{i}_000{c}.nii.gz" for i in (4, 5) for c in range(4)]
+    for case in ("BraTS20_Training_004", "BraTS20_Training_005"):
+        brats = nib.load(case_file(test, case, "seg")).get_fdata().astype(int)
+        converted = np.asanyarray(nib.load(out / TEST_LABELS / f"{case}.nii.gz").dataobj)
+        assert np.array_equal(converted, np.vectorize(BRATS_TO_NNUNET_LABEL.get)(brats))
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["numTraining"] == 3
+    assert dataset["test_set"] == {"source": str(test.resolve()), "cases": 2, "images": TEST_IMAGES,
+                                   "labels": TEST_LABELS}
+
+    code, err = cli_run(["convert-brats", str(src), "--year", "2020", "-d", "7", "--test", str(longer), "-np", "1"],
+                        capsys)
+    assert code == 2 and "case BraTS20_Training_001: in both" in err and "nothing was written" in err
+    assert not list(raw_root().glob("Dataset007_*"))
 
 
 # --- export ------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The main job, end to end for real (short): synth -> convert -> plan -> train x7 -> tables."""
+"""The main job, end to end for real (short): synth -> convert -> plan -> train every variant and the reference
+-> predict and evaluate the test set -> tables; resumed, and reproduced value for value."""
 from __future__ import annotations
 
 import json
@@ -14,9 +15,10 @@ import torch
 from conftest import check_fold_metrics, check_measured_rows
 from nnunetv2_druwas.demo import DemoSettings, prepare_workdir
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.variants import ABLATION_VARIANTS
+from nnunetv2_druwas.variants import ABLATION_VARIANTS, VARIANTS
 
-SHORT = ["--cases", "6", "--shape", "40", "40", "32", "--epochs", "1", "--iters", "2"]
+SHORT = ["--cases", "6", "--test-cases", "3", "--shape", "40", "40", "32", "--epochs", "1", "--iters", "2"]
+DATASET = "Dataset500_BraTS2020"
 
 
 def _demo(workdir: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
@@ -24,7 +26,14 @@ def _demo(workdir: Path, env: dict[str, str], *extra: str) -> subprocess.Complet
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
 
 
-def test_demo_end_to_end_and_resume(tmp_path):
+def _test_set_outputs(workdir: Path) -> dict[str, str]:
+    """Every metrics file of the test set and every table the demo printed from it, by relative path."""
+    files = sorted((workdir / "test_set").rglob("*_metrics*.csv")) + \
+        [workdir / "tables" / name for name in ("table4.csv", "per_case.csv", "statistics.csv", "protocols.csv")]
+    return {str(p.relative_to(workdir)): p.read_text() for p in files}
+
+
+def test_demo_end_to_end_test_set_reproducible_and_resumed(tmp_path):
     # The user's own nnU-Net folders must never be touched: point them somewhere that must stay absent.
     user = tmp_path / "users_nnunet"
     env = dict(os.environ, nnUNet_def_n_proc="2", nnUNet_n_proc_DA="2")
@@ -36,20 +45,42 @@ def test_demo_end_to_end_and_resume(tmp_path):
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     assert not user.exists()
 
-    results = workdir / "nnUNet_results" / "Dataset500_BraTS2020"
-    preprocessed = workdir / "nnUNet_preprocessed" / "Dataset500_BraTS2020"
+    # every variant and the reference network trained on fold 0, its validation cases scored in the fold
+    results = workdir / "nnUNet_results" / DATASET
+    preprocessed = workdir / "nnUNet_preprocessed" / DATASET
     validation = sorted(json.loads((preprocessed / "splits_final.json").read_text())[0]["val"])
-    folds = {}
-    for v in ABLATION_VARIANTS:
-        folds[v.trainer] = fold = results / f"{v.trainer}__nnUNetPlans__3d_fullres" / "fold_0"
+    for v in VARIANTS:
+        fold = results / f"{v.trainer}__nnUNetPlans__3d_fullres" / "fold_0"
         checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
         assert (checkpoint["trainer_name"], checkpoint["current_epoch"]) == (v.trainer, 1)
+        assert json.loads((fold / "druwas_run.json").read_text())["seed"] == 0
         check_fold_metrics(fold, preprocessed / "gt_segmentations", validation)
 
+    # the test set: held out of the training cases, predicted by every model, scored by hand here
+    raw = workdir / "nnUNet_raw" / DATASET
+    test_cases = sorted(p.name[:-len(".nii.gz")] for p in (raw / "labelsTs_test").iterdir())
+    training_cases = {p.name[:-len(".nii.gz")] for p in (raw / "labelsTr").iterdir()}
+    assert len(test_cases) == 3 and not set(test_cases) & training_cases
+    test_folds = {}
+    for v in VARIANTS:
+        test_folds[v.trainer] = fold = workdir / "test_set" / DATASET / f"{v.trainer}__nnUNetPlans__3d_fullres" / "fold_0"
+        assert sorted(p.name for p in (fold / "predictions").glob("*.nii.gz")) == [f"{c}.nii.gz" for c in test_cases]
+        check_fold_metrics(fold, raw / "labelsTs_test", test_cases, predictions="predictions")
+        for protocol in ("eq2", "authors"):
+            scored = pd.read_csv(fold / f"{protocol}_metrics.csv")
+            assert set(scored["protocol"]) == {protocol} and len(scored) == 3 * len(test_cases)
+
+    # Table 4's measured rows are the test set's means (n = its cases), the reference row among them
     table4 = pd.read_csv(workdir / "tables" / "table4.csv")
-    check_measured_rows(workdir / "tables" / "table4.csv", folds)
+    check_measured_rows(workdir / "tables" / "table4.csv", test_folds)
+    assert set(table4.loc[table4["source"] == "measured", "dice_wt_n"]) == {len(test_cases)}
     assert len(table4[table4["source"] == "paper"]) == len(ABLATION_VARIANTS)
-    assert "Table 4" in first.stdout and str(workdir / "tables") in first.stdout
+    protocols = pd.read_csv(workdir / "tables" / "protocols.csv")
+    assert {"brats", "eq2", "authors"} <= set(protocols["protocol"])
+    assert "Table 4" in first.stdout and "Paired Wilcoxon" in first.stdout and "bootstrap" in first.stdout
+    assert str(workdir / "tables") in first.stdout
+    statistics = pd.read_csv(workdir / "tables" / "statistics.csv")
+    assert set(statistics.loc[statistics["family"] == "variants", "n"]) == {len(test_cases)}
     plots = {p.name for p in (workdir / "tables" / "plots").iterdir()}
     stems = {name.rsplit(".", 1)[0] for name in plots}
     assert {"per_case_dice", "per_case_hd95", "switch_effects"} <= stems    # tests/test_analysis.py checks them all
@@ -58,7 +89,15 @@ def test_demo_end_to_end_and_resume(tmp_path):
     # A rerun with the same settings resumes: every step is found done and skipped.
     second = _demo(workdir, env)
     assert second.returncode == 0, second.stderr[-4000:]
-    assert second.stdout.count("already done, skipped") == 3 + len(ABLATION_VARIANTS)
+    assert second.stdout.count("already done, skipped") == 4 + 2 * len(VARIANTS)
+
+    # The same command in another folder gives the same test-set metrics and tables, value for value.
+    again = tmp_path / "again"
+    third = _demo(again, env)
+    assert third.returncode == 0, third.stdout[-4000:] + third.stderr[-4000:]
+    expected = _test_set_outputs(workdir)
+    assert len(expected) == 3 * len(VARIANTS) * 2 + 4
+    assert _test_set_outputs(again) == {k: v.replace(str(workdir), str(again)) for k, v in expected.items()}
 
     # Other settings on the same folder are refused, not mixed in.
     other = subprocess.run([sys.executable, "-m", "nnunetv2_druwas.cli", "demo", "--workdir", str(workdir),

@@ -66,7 +66,7 @@ def test_demo_killed_during_training_and_during_final_validation_resumes_without
     logs = set(fold.glob("training_log_*.txt"))
     run_demo_until(workdir, environ, lambda: (fold / "validation").is_dir() and not (fold / "brats_metrics.csv").exists(),
                    tmp_path / "second.log")
-    assert f"-tr {TRAINER} (4 epochs x 2 iterations, lr 0.005, resumed: training)" in (tmp_path / "second.log").read_text()
+    assert f"-tr {TRAINER} (4 epochs x 2 iterations, lr 0.005, seed 0, resumed: training)" in (tmp_path / "second.log").read_text()
     resumed = new_log(logs)
     assert "Epoch 1" in resumed and "Epoch 0" not in resumed
     assert fold_state(fold) == FoldState.TRAINED

@@ -532,7 +532,8 @@ def write_outputs(frame, out: Path) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m nnunetv2_druwas.benchmarks.complexity``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("."), help="folder for complexity.csv/.md/.tex (default .)")
     parser.add_argument("--no-timing", action="store_true", help="only the deterministic columns (seconds)")
@@ -546,6 +547,11 @@ def main(argv: list[str] | None = None) -> int:
                              "without names)")
     parser.add_argument("--mirroring", action="store_true", help="also time inference with test-time mirroring")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     import torch
 

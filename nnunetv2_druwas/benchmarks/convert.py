@@ -50,16 +50,21 @@ def _timed(function: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> None:
-    from nnunetv2_druwas.data.convert import convert_brats
-    from nnunetv2_druwas.data.synth import make_brats_release
-
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m nnunetv2_druwas.benchmarks.convert``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=3, help="synthetic cases per layout (default 3)")
     parser.add_argument("--shape", type=int, nargs=3, default=[240, 240, 155], help="case size (BraTS: 240 240 155)")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes of convert-brats")
     parser.add_argument("--no-plain", action="store_true", help="skip the Dataset137-style reference conversion")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    from nnunetv2_druwas.data.convert import convert_brats
+    from nnunetv2_druwas.data.synth import make_brats_release
+
+    args = build_parser().parse_args(argv)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="druwas_bench_convert_") as tmp:

@@ -122,13 +122,18 @@ def ours_folder(pred_dir: Path, gt_dir: Path, num_processes: int) -> np.ndarray:
     return df[["dice", "hd95"]].to_numpy().reshape(-1, 3, 2)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m nnunetv2_druwas.benchmarks.evaluate``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=6, help="number of synthetic cases (default 6)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats per setting (default 3)")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2],
                         help="process counts to compare (default 1 2)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         pred_dir, gt_dir = write_cases(Path(tmp), args.cases)
         print(f"{args.cases} synthetic cases of {' x '.join(map(str, SHAPE))}, regions WT/TC/ET, HD95 'brats'; "

@@ -192,7 +192,8 @@ def markdown(rows: list[dict], patch: int, batch: int, repeats: int, device: str
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m nnunetv2_druwas.benchmarks.network``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patch", type=int, default=None,
                         help="edge of the cubic patch the step runs on (default 128 on CUDA, 64 on the CPU)")
@@ -202,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for torch (default 1: steadier on a shared machine)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: CPU memory of one model
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.child:
         import torch

@@ -44,6 +44,9 @@ PAPER_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 PAPER_TEST_IMAGES = "imagesTs_paper_test"
 PAPER_TEST_LABELS = "labelsTs_paper_test"
 PAPER_SPLIT_FILE = "paper_split.json"
+#: where ``--test`` puts a separate labelled release held out for testing (never planned or trained on).
+TEST_IMAGES = "imagesTs_test"
+TEST_LABELS = "labelsTs_test"
 SPLITS = ("paper",)
 #: tolerance for "same affine" across the modalities of a case (mm).
 AFFINE_ATOL = 1e-4
@@ -154,7 +157,7 @@ def _convert_case(job: _CaseJob) -> list[str]:
 
 
 def _dataset_json(release: Release, num_training: int, src: Path, validation: Path | None,
-                  split_info: dict | None) -> dict:
+                  split_info: dict | None, test: Path | None, num_test: int) -> dict:
     info = {
         "name": release.dataset_name,
         "description": f"{release.title} training release converted by nnunetv2_druwas convert-brats "
@@ -174,12 +177,15 @@ def _dataset_json(release: Release, num_training: int, src: Path, validation: Pa
         info["validation_source"] = str(validation.resolve())
     if split_info is not None:
         info["paper_split"] = split_info
+    if test is not None:
+        info["test_set"] = {"source": str(test.resolve()), "cases": num_test, "images": TEST_IMAGES,
+                            "labels": TEST_LABELS}
     return info
 
 
 def convert_brats(src: str | Path, release: int | str | Release, dataset_id: int | None = None, *,
-                  validation: str | Path | None = None, split: str | None = None, seed: int = 0,
-                  overwrite: bool = False, num_processes: int = 2, progress: bool = True,
+                  validation: str | Path | None = None, test: str | Path | None = None,
+                  split: str | None = None, seed: int = 0, overwrite: bool = False, num_processes: int = 2, progress: bool = True,
                   environ: Mapping[str, str] | None = None) -> Path:
     """Convert a release to ``$nnUNet_raw/Dataset<ID>_<name>`` (``Dataset500_BraTS2020``).
 
@@ -193,6 +199,9 @@ def convert_brats(src: str | Path, release: int | str | Release, dataset_id: int
             504 (2023), 505 (MSD).
         validation: a validation release folder (no segmentations); its cases go to ``imagesTs``.
             The Decathlon's test images (``src/imagesTs``) go there without it.
+        test: a second labelled release of the same layout, held out as a test set: its cases go to
+            ``imagesTs_test`` and ``labelsTs_test`` (never planned or trained on; predict them with
+            ``nnUNetv2_predict`` and score them with ``evaluate``). Case names must differ from ``src``'s.
         split: ``"paper"``: the 70/20/10 split. Its 20 % test cases go to ``imagesTs_paper_test``
             and ``labelsTs_paper_test`` (never planned or trained on); ``splits_final.json`` with
             one fold (70 % train, 10 % val) is written into the dataset and into
@@ -228,7 +237,7 @@ def convert_brats(src: str | Path, release: int | str | Release, dataset_id: int
                           f"replace it, or choose another ID with -d")
     splits_file = env.require("nnUNet_preprocessed", environ) / name / "splits_final.json" if split else None
 
-    cases, validation_cases, validation = _scan_sources(src, release, validation)
+    cases, validation_cases, validation, test_cases = _scan_sources(src, release, validation, test)
     parts = paper_split([c.case for c in cases], seed) if split else None
     folds = [{"train": parts["train"], "val": parts["val"]}] if parts else None
     if splits_file is not None and splits_file.exists() and not overwrite \
@@ -238,7 +247,7 @@ def convert_brats(src: str | Path, release: int | str | Release, dataset_id: int
     with replaced_together() as group:   # the dataset and its preprocessed splits_final.json, together
         staging = group.folder(raw / name, replace=existing)
         _write_dataset(staging, release, src, cases, validation, validation_cases, parts, seed, num_processes,
-                       progress)
+                       progress, test, test_cases)
         if splits_file is not None:   # nnU-Net 2.8.1's planner copies a raw splits_final.json too
             (staging / "splits_final.json").write_text(json.dumps(folds, indent=2))
             group.makedirs(splits_file.parent)
@@ -252,10 +261,11 @@ def convert_brats(src: str | Path, release: int | str | Release, dataset_id: int
     return raw / name
 
 
-def _scan_sources(src: Path, release: Release, validation: str | Path | None
-                  ) -> tuple[list[ReleaseCase], list[ReleaseCase], Path | None]:
-    """The cases of the training release and of the validation release (if any; the Decathlon's
-    ``imagesTs``) and the validation folder, or one error listing every problem found in both."""
+def _scan_sources(src: Path, release: Release, validation: str | Path | None, test: str | Path | None = None
+                  ) -> tuple[list[ReleaseCase], list[ReleaseCase], Path | None, list[ReleaseCase]]:
+    """The cases of the training release, of the validation release (if any; the Decathlon's
+    ``imagesTs``), the validation folder and the cases of the labelled test release (if any), or one
+    error listing every problem found in all of them."""
     if release.layout == DECATHLON:
         if validation is not None:
             raise DruwasError(f"--validation does not apply to the Decathlon: its test images are "
@@ -270,16 +280,23 @@ def _scan_sources(src: Path, release: Release, validation: str | Path | None
         validation_cases, validation_problems = scan_release(
             src if release.layout == DECATHLON else validation, release, training=False)
         problems += validation_problems
-        clashes = sorted({c.case for c in cases} & {c.case for c in validation_cases})
-        problems += [f"case {c}: in both {src} and {validation}" for c in clashes]
+    test_cases: list[ReleaseCase] = []
+    if test is not None:
+        test_cases, test_problems = scan_release(Path(test), release, training=True)
+        problems += test_problems
+    named = [(src, cases), (validation, validation_cases), (test, test_cases)]
+    for i, (first, first_cases) in enumerate(named):
+        for second, second_cases in named[i + 1:]:
+            clashes = sorted({c.case for c in first_cases} & {c.case for c in second_cases})
+            problems += [f"case {c}: in both {first} and {second}" for c in clashes]
     by_lower_name: dict[str, list[ReleaseCase]] = {}
-    for case in [*cases, *validation_cases]:
+    for case in [*cases, *validation_cases, *test_cases]:
         by_lower_name.setdefault(case.case.lower(), []).append(case)
     problems += [f"case folders {', '.join(str(c.folder) for c in same)} differ only in capitals: one patient "
                  f"twice? keep one (a case-insensitive file system would also mix them)"
                  for same in by_lower_name.values() if len({c.case for c in same}) > 1]
     raise_problems(problems, f"{release.title} release {src}")
-    return cases, validation_cases, validation
+    return cases, validation_cases, validation, test_cases
 
 
 def _check_decathlon_json(path: Path, release: Release) -> None:
@@ -302,7 +319,8 @@ def _check_decathlon_json(path: Path, release: Release) -> None:
 
 def _write_dataset(staging: Path, release: Release, src: Path, cases: list[ReleaseCase], validation: str | Path | None,
                    validation_cases: list[ReleaseCase], parts: dict[str, list[str]] | None, seed: int,
-                   num_processes: int, progress: bool) -> None:
+                   num_processes: int, progress: bool, test: str | Path | None = None,
+                   test_cases: list[ReleaseCase] = ()) -> None:
     """Convert every case into the (staged) dataset folder and write its dataset.json (and the paper
     split's case lists); raises, listing every problem, when a case fails its checks."""
     folders = {"imagesTr": staging / "imagesTr", "labelsTr": staging / "labelsTr"}
@@ -311,12 +329,16 @@ def _write_dataset(staging: Path, release: Release, src: Path, cases: list[Relea
     if parts:
         folders["test_images"] = staging / PAPER_TEST_IMAGES
         folders["test_labels"] = staging / PAPER_TEST_LABELS
+    if test_cases:
+        folders[TEST_IMAGES] = staging / TEST_IMAGES
+        folders[TEST_LABELS] = staging / TEST_LABELS
     for folder in folders.values():
         folder.mkdir()
-    test = set(parts["test"]) if parts else set()
-    jobs = [_CaseJob(release, c, folders["test_images"], folders["test_labels"]) if c.case in test
+    held_out = set(parts["test"]) if parts else set()
+    jobs = [_CaseJob(release, c, folders["test_images"], folders["test_labels"]) if c.case in held_out
             else _CaseJob(release, c, folders["imagesTr"], folders["labelsTr"]) for c in cases]
     jobs += [_CaseJob(release, c, folders["imagesTs"], None) for c in validation_cases]
+    jobs += [_CaseJob(release, c, folders[TEST_IMAGES], folders[TEST_LABELS]) for c in test_cases]
     results = parallel_map(_convert_case, jobs, num_processes, desc=f"convert {release.title}", progress=progress)
     raise_problems([p for r in results for p in r], f"{release.title} release {src}")
 
@@ -327,8 +349,8 @@ def _write_dataset(staging: Path, release: Release, src: Path, cases: list[Relea
                       "cases": PAPER_SPLIT_FILE}
         (staging / PAPER_SPLIT_FILE).write_text(json.dumps({"seed": seed, **parts}, indent=2))
     (staging / "dataset.json").write_text(json.dumps(
-        _dataset_json(release, len(cases) - len(test), src, None if validation is None else Path(validation),
-                      split_info), indent=2))
+        _dataset_json(release, len(cases) - len(held_out), src, None if validation is None else Path(validation),
+                      split_info, None if test is None else Path(test), len(test_cases)), indent=2))
 
 
 def add_release_arguments(parser: argparse.ArgumentParser, *, required: bool, what: str) -> None:
@@ -360,6 +382,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation", type=Path, default=None,
                         help="a validation release folder (no segmentations), written as imagesTs "
                              "(MSD: SRC/imagesTs is converted without it)")
+    parser.add_argument("--test", type=Path, default=None,
+                        help=f"a second labelled release of the same layout held out as a test set, written as "
+                             f"{TEST_IMAGES} and {TEST_LABELS} (never planned or trained on)")
     parser.add_argument("--split", choices=SPLITS, default=None,
                         help="paper: 70/20/10 train/test/val; test cases go to imagesTs_paper_test and "
                              "labelsTs_paper_test, splits_final.json holds the train/val fold")
@@ -370,8 +395,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    target = convert_brats(args.src, args.release, args.dataset_id, validation=args.validation, split=args.split,
+    target = convert_brats(args.src, args.release, args.dataset_id, validation=args.validation, test=args.test,
+                           split=args.split,
                            seed=args.seed, overwrite=args.overwrite, num_processes=args.num_processes)
     dataset = json.loads((target / "dataset.json").read_text())
-    print(f"wrote {target} ({dataset['numTraining']} training cases)")
+    held_out = f", {dataset['test_set']['cases']} test cases" if "test_set" in dataset else ""
+    print(f"wrote {target} ({dataset['numTraining']} training cases{held_out})")
     return 0

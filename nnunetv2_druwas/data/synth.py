@@ -288,8 +288,8 @@ def _write_case(job: _CaseJob) -> tuple[str, str]:
 
 def make_brats_release(out: str | Path, release: int | str | Release = 2020, n_cases: int = DEFAULT_CASES,
                        shape: Sequence[int] = DEFAULT_SHAPE, seed: int = 0, *, validation: bool = False,
-                       test_cases: int = 0, lgg_fraction: float = LGG_FRACTION, overwrite: bool = False,
-                       num_processes: int = 1, progress: bool = False) -> Path:
+                       test_cases: int = 0, first_case: int = 1, lgg_fraction: float = LGG_FRACTION,
+                       overwrite: bool = False, num_processes: int = 1, progress: bool = False) -> Path:
     """Write a synthetic release in the layout of ``release``.
 
     2018/2019 training: ``HGG/<case>/<case>_{t1,t1ce,t2,flair,seg}.nii.gz`` and ``LGG/...``;
@@ -304,12 +304,15 @@ def make_brats_release(out: str | Path, release: int | str | Release = 2020, n_c
     Args:
         out: the release folder to create (must not exist, or be empty, unless ``overwrite``).
         release: a BraTS year (2018-2021, 2023) or ``"msd"``: the layout, names and labels.
-        n_cases: number of (training) cases, numbered from 1.
+        n_cases: number of (training) cases, numbered from ``first_case``.
         shape: volume size in voxels.
         seed: seed of the release; the same seed gives identical arrays.
         validation: write a validation release (no segmentations, validation case names); not for
             the Decathlon, whose test images are part of the task folder (``test_cases``).
         test_cases: the Decathlon only: cases in ``imagesTs`` (no labels).
+        first_case: number of the first case. The number also seeds the case, so releases of one
+            seed with disjoint numbers hold different cases of the same distribution (e.g. a
+            held-out test release for ``convert-brats --test``).
         lgg_fraction: share of low-grade cases (no enhancing tumor).
         overwrite: replace an existing non-empty ``out`` (only once the new release is complete).
         num_processes: worker processes (0/1: this process).
@@ -322,6 +325,8 @@ def make_brats_release(out: str | Path, release: int | str | Release = 2020, n_c
     out = Path(out)
     if n_cases < 1:
         raise DruwasError(f"--cases must be at least 1, got {n_cases}")
+    if first_case < 1:
+        raise DruwasError(f"--first-case must be at least 1, got {first_case}")
     decathlon = release.layout == DECATHLON
     if decathlon and validation:
         raise DruwasError("the Decathlon has no separate validation release: its test images are imagesTs/ of "
@@ -337,9 +342,9 @@ def make_brats_release(out: str | Path, release: int | str | Release = 2020, n_c
     training_names, validation_names = release.synthetic_names
     with staged_folder(out, replace=[out] if out.exists() else []) as staging:
         jobs = [_CaseJob(staging, (validation_names if validation else training_names).format(i), i, shape, seed,
-                         release, not validation, lgg_fraction) for i in range(1, n_cases + 1)]
-        jobs += [_CaseJob(staging, validation_names.format(i), n_cases + i, shape, seed, release, False,
-                          lgg_fraction) for i in range(1, test_cases + 1)]
+                         release, not validation, lgg_fraction) for i in range(first_case, first_case + n_cases)]
+        jobs += [_CaseJob(staging, validation_names.format(i), first_case - 1 + n_cases + i, shape, seed, release,
+                          False, lgg_fraction) for i in range(1, test_cases + 1)]
         grades = parallel_map(_write_case, jobs, num_processes, desc="synthesize", progress=progress)
         if release.name_mapping:
             _write_name_mapping(staging / release.name_mapping[1 if validation else 0], grades, validation)
@@ -384,10 +389,10 @@ def _write_name_mapping(path: Path, grades: list[tuple[str, str]], validation: b
 
 
 def synthesize(out_dir: str | Path, n_cases: int = DEFAULT_CASES, shape: Sequence[int] = DEFAULT_SHAPE,
-               seed: int = 0, *, lgg_fraction: float = LGG_FRACTION, overwrite: bool = False,
+               seed: int = 0, *, first_case: int = 1, lgg_fraction: float = LGG_FRACTION, overwrite: bool = False,
                num_processes: int = 1, progress: bool = True) -> Path:
     """A synthetic BraTS-2020-layout training release (see :func:`make_brats_release`)."""
-    return make_brats_release(out_dir, 2020, n_cases, shape, seed, lgg_fraction=lgg_fraction,
+    return make_brats_release(out_dir, 2020, n_cases, shape, seed, first_case=first_case, lgg_fraction=lgg_fraction,
                               overwrite=overwrite, num_processes=num_processes, progress=progress)
 
 
@@ -399,6 +404,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("X", "Y", "Z"),
                         help="volume size in voxels (default %(default)s; BraTS: 240 240 155)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--first-case", type=int, default=1,
+                        help="number of the first case (default 1); releases of one seed with disjoint numbers "
+                             "hold different cases, e.g. a held-out test release for convert-brats --test")
     add_release_arguments(parser, required=False, what="its layout, file names and labels (default --year 2020)")
     parser.add_argument("--validation", action="store_true", help="a validation release (no segmentations)")
     parser.add_argument("--test-cases", type=int, default=0,
@@ -412,7 +420,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     release = get_release(2020 if args.release is None else args.release)
     out = make_brats_release(args.out, release, args.cases, args.shape, args.seed, validation=args.validation,
-                             test_cases=args.test_cases, lgg_fraction=args.lgg_fraction, overwrite=args.overwrite,
+                             test_cases=args.test_cases, first_case=args.first_case, lgg_fraction=args.lgg_fraction,
+                             overwrite=args.overwrite,
                              num_processes=args.num_processes, progress=True)
     print(f"wrote {args.cases + args.test_cases} synthetic {release.title} cases to {out}")
     return 0

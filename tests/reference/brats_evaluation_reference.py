@@ -222,13 +222,18 @@ def ensure_venv(venv: Path) -> Path:
     return python
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python tests/reference/brats_evaluation_reference.py``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture folder (cases.npz, reference.json)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="virtual environment for the package")
     parser.add_argument("--new-cases", action="store_true", help="regenerate cases.npz from the seeded generator")
     parser.add_argument("--inner", nargs=2, metavar=("CASES", "JSON"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.inner:
         evaluate_with_package(Path(args.inner[0]), Path(args.inner[1]))
         return
