@@ -497,7 +497,8 @@ def write_outputs(frame, out: Path, caption: str, machine_info: dict) -> list[Pa
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m nnunetv2_druwas.benchmarks.fullsize``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=4,
                         help="full-size synthetic cases; the last is held out for prediction (default 4)")
@@ -509,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-shape", type=int, nargs=3, default=list(VALIDATION_SHAPE),
                         metavar=("X", "Y", "Z"), help="size of the fold's one validation case (default 64 64 48)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic cases (default 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     workdir = args.workdir
     if workdir is not None and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
