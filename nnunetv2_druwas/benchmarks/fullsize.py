@@ -26,7 +26,7 @@ end); the user's ``nnUNet_*`` folders are never read or written. The steps:
    Each ends with nnU-Net's final validation of the fold's validation case (a sliding window with
    test-time mirroring) and the BraTS evaluation of it. That validation case is small on purpose:
    at full size it is the same computation as the mirrored prediction below, which would double
-   the bill (about 20 minutes for DRUwAS and 40 for nnU-Net's network on 2 shared cores).
+   the bill (about 15 minutes for DRUwAS and 40 for nnU-Net's network on 2 shared cores).
 5. ``predict_*``: ``nnUNetv2_predict`` of the held-out full-size case with each model, without
    (``--disable_tta``) and, for DRUwAS, with test-time mirroring (8 passes per window).
 6. ``evaluate_*``: ``nnunetv2_druwas evaluate`` of each prediction (BraTS protocol).
@@ -272,7 +272,7 @@ class Benchmark:
             "DRUWAS_EPOCHS": str(EPOCHS), "DRUWAS_ITERS": str(ITERATIONS), **dict.fromkeys(
                 ("DRUWAS_LR", "DRUWAS_CHECKPOINTING", "DRUWAS_PROTOCOLS", "DRUWAS_SEED", "DRUWAS_INIT_CHECKPOINT"))})
         self.rows: list[dict] = []
-        self.machine = machine()
+        self.machine = machine(self.environ)
         self.plan: dict = {}
         self.logs = workdir / "logs"
 
@@ -422,8 +422,13 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def machine() -> dict:
-    """CPU, cores, memory, versions, threads and the load average now (1, 5, 15 minutes)."""
+def machine(environ: dict[str, str]) -> dict:
+    """CPU, cores, memory, versions, the processes of nnU-Net's commands and the load average now (1, 5, 15
+    minutes).
+
+    Args:
+        environ: the environment of the benchmark's commands.
+    """
     from importlib.metadata import version
 
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
@@ -435,7 +440,7 @@ def machine() -> dict:
         "cores": f"{os.cpu_count()} logical, {len(os.sched_getaffinity(0))} usable",
         "memory": f"{int(memory[1]) / 2 ** 20:.1f} GiB" if memory else "unknown",
         "versions": f"python {platform.python_version()}, torch {version('torch')}, nnunetv2 {version('nnunetv2')}",
-        "processes": ", ".join(f"{name}={env.value(name) or '(unset)'}" for name in
+        "processes": ", ".join(f"{name}={env.value(name, environ) or '(unset)'}" for name in
                                ("nnUNet_def_n_proc", "nnUNet_n_proc_DA", "OMP_NUM_THREADS")),
         "load_start": load_average(),
     }
