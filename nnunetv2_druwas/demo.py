@@ -84,14 +84,7 @@ def demo_environment(workdir: Path, settings: DemoSettings) -> dict[str, str]:
     """The environment of the demo's commands: every nnU-Net folder inside ``workdir``, the training
     length and seed of ``settings``, and no ``DRUWAS_INIT_CHECKPOINT`` (the Swish run must continue the demo's
     own ReLU run)."""
-    return env.child_environment({
-        "nnUNet_raw": str(workdir / "nnUNet_raw"),
-        "nnUNet_preprocessed": str(workdir / "nnUNet_preprocessed"),
-        "nnUNet_results": str(workdir / "nnUNet_results"),
-        "nnUNet_extTrainer": str(env.trainers_dir()),
-        "nnUNet_def_n_proc": str(env.read("nnUNet_def_n_proc") or 2),
-        "nnUNet_n_proc_DA": str(2 if env.read("nnUNet_n_proc_DA") is None else env.read("nnUNet_n_proc_DA")),
-        "nnUNet_compile": "false",
+    return env.work_environment(workdir, {
         "DRUWAS_EPOCHS": str(settings.epochs),
         "DRUWAS_ITERS": str(settings.iters),
         "DRUWAS_LR": str(settings.lr),

@@ -179,6 +179,27 @@ def child_environment(changes: Mapping[str, str | None] | None = None) -> dict[s
     return environ
 
 
+def work_environment(workdir: Path, changes: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The environment of the nnU-Net commands the harness runs in a work folder of its own (the demo,
+    the benchmarks): nnU-Net's three data folders inside ``workdir`` (never the user's), the DRUwAS
+    trainers found (``nnUNet_extTrainer``), ``nnUNet_def_n_proc`` and ``nnUNet_n_proc_DA`` 2 unless
+    set, no ``torch.compile``; then ``changes``. The folders are not created.
+
+    Args:
+        workdir: the folder that holds ``nnUNet_raw``, ``nnUNet_preprocessed`` and ``nnUNet_results``.
+        changes: further variables (None removes one), applied last.
+    """
+    processes, augmentation = read("nnUNet_def_n_proc"), read("nnUNet_n_proc_DA")
+    return child_environment({
+        **{name: str(Path(workdir) / name) for name in DATA_VARIABLES},
+        EXT_TRAINER_VARIABLE: str(trainers_dir()),
+        "nnUNet_def_n_proc": str(processes or 2),
+        "nnUNet_n_proc_DA": str(2 if augmentation is None else augmentation),
+        "nnUNet_compile": "false",
+        **(changes or {}),
+    })
+
+
 def job_exports(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The variables a grid job script exports: every row marked ``job`` that is set (each checked by
     its kind), the data folders required and made absolute, ``nnUNet_extTrainer`` naming the DRUwAS

@@ -40,6 +40,8 @@ METRICS_FILE = "brats_metrics.csv"
 #: written by a DRUwAS trainer whose BraTS evaluation failed (the error message), removed on success.
 EVALUATION_ERROR_FILE = "brats_metrics_error.txt"
 FINAL, LATEST, BEST = "checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth"
+#: written by every DRUwAS training when it starts: seed, repeat, settings, batch size, schedule.
+RUN_RECORD = "druwas_run.json"
 
 
 class FoldState(str, Enum):

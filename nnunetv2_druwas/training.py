@@ -110,7 +110,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from nnunetv2_druwas import env, files
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.evaluation.protocols import fold_protocols
-from nnunetv2_druwas.folds import EVALUATION_ERROR_FILE, METRICS_FILE
+from nnunetv2_druwas.folds import EVALUATION_ERROR_FILE, METRICS_FILE, RUN_RECORD
 from nnunetv2_druwas.network import druwas_from_plans
 from nnunetv2_druwas.variants import (Variant, all_trainers, continued_trainer, repeat_trainer_name, split_repeat,
                                      trainer_name)
@@ -118,7 +118,6 @@ from nnunetv2_druwas.variants import (Variant, all_trainers, continued_trainer, 
 INIT_CHECKPOINT_VARIABLE = "DRUWAS_INIT_CHECKPOINT"
 CONTINUATION_RECORD = "continuation.json"   # in fold_N/: what a continuation run started from
 SEED_VARIABLE = "DRUWAS_SEED"
-RUN_RECORD = "druwas_run.json"              # in fold_N/: seed, repeat and settings of the run
 SETTINGS_VARIABLES = (SEED_VARIABLE, "DRUWAS_EPOCHS", "DRUWAS_ITERS", "DRUWAS_LR")
 
 PLATEAU_SIGNAL = "ema_fg_dice"  # nnU-Net logger key: EMA of the online validation pseudo Dice
