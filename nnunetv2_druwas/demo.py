@@ -323,6 +323,7 @@ def statistics_summary(tables: Path) -> str:
 
     from analysis.display import short_label
     from nnunetv2_druwas.data.brats import REGIONS
+    from nnunetv2_druwas.variants import VARIANTS
 
     tests = pd.read_csv(tables / "statistics.csv")
     tests = tests[(tests["family"] == "variants") & (tests["metric"] == "dice")]
@@ -339,7 +340,8 @@ def statistics_summary(tables: Path) -> str:
     intervals = intervals[intervals["metric"] == "dice"]
     lines += ["", "Mean Dice with its 95 % bootstrap interval (test cases):", "",
               f"| model | n | {' | '.join(REGIONS)} |", "|---|---|" + "---|" * len(REGIONS)]
-    for trainer, group in intervals.groupby("trainer", sort=False):
+    order = {v.trainer: i for i, v in enumerate(VARIANTS)}
+    for trainer, group in sorted(intervals.groupby("trainer", sort=False), key=lambda item: order.get(item[0], 99)):
         by_region = group.set_index("region")
         cells = [f"{by_region.at[r, 'mean']:.3f} [{by_region.at[r, 'ci_low']:.3f}, {by_region.at[r, 'ci_high']:.3f}]"
                  if r in by_region.index else "" for r in REGIONS]

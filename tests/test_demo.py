@@ -75,8 +75,9 @@ def test_demo_end_to_end_test_set_reproducible_and_resumed(tmp_path):
     check_measured_rows(workdir / "tables" / "table4.csv", test_folds)
     assert set(table4.loc[table4["source"] == "measured", "dice_wt_n"]) == {len(test_cases)}
     assert len(table4[table4["source"] == "paper"]) == len(ABLATION_VARIANTS)
-    protocols = pd.read_csv(workdir / "tables" / "protocols.csv")
-    assert {"brats", "eq2", "authors"} <= set(protocols["protocol"])
+    protocols = pd.read_csv(workdir / "tables" / "protocols.csv")   # every model under the three protocols
+    assert set(protocols["trainer"]) == set(test_folds) and set(protocols["n_cases"]) == {len(test_cases)}
+    assert protocols[["complete_brats", "complete_eq2", "complete_authors"]].all().all()
     assert "Table 4" in first.stdout and "Paired Wilcoxon" in first.stdout and "bootstrap" in first.stdout
     assert str(workdir / "tables") in first.stdout
     statistics = pd.read_csv(workdir / "tables" / "statistics.csv")
