@@ -25,7 +25,7 @@ from analysis.collect import collect, parse_year_overrides
 from analysis.published import published_rows
 from analysis.tables import compile_tables, main
 from nnunetv2_druwas.errors import DruwasError
-from nnunetv2_druwas.variants import VARIANTS, trainer_name, variant_by_key
+from nnunetv2_druwas.variants import ABLATION_VARIANTS, trainer_name, variant_by_key
 
 REPO = Path(__file__).resolve().parents[1]
 REGIONS = ("WT", "TC", "ET")
@@ -35,7 +35,7 @@ N_CASES = 5          # cases per fold
 SEED, RESAMPLES = 3, 999
 
 # dataset -> (trainer -> folds with a brats_metrics.csv)
-PAPER_TRAINERS = [trainer_name(v) for v in VARIANTS]
+PAPER_TRAINERS = [trainer_name(v) for v in ABLATION_VARIANTS]
 LAYOUT = {
     "Dataset500_BraTS2020": {**{t: (0, 1) for t in PAPER_TRAINERS}, "nnUNetTrainer": (0, 1),
                              trainer_name(variant_by_key("baseline"), "nnunet"): (0, 1),
@@ -343,7 +343,7 @@ def test_table4_measured_and_differences(built):
     paper = published_rows().query("table == 4").set_index("variant")
     assert (table4["source"] == "paper").sum() == 7
     measured = table4[table4["source"] == "measured"]
-    expected = {(v.key, "paper") for v in VARIANTS} | {("baseline", "nnunet"), ("full", "nnunet")}
+    expected = {(v.key, "paper") for v in ABLATION_VARIANTS} | {("baseline", "nnunet"), ("full", "nnunet")}
     ablation = measured[measured["variant"].notna()]
     assert set(zip(ablation["variant"], ablation["recipe"])) == expected
     # nnU-Net's own trainer is a reference row below every ablation row, labelled by variants.reference_label
@@ -589,7 +589,7 @@ def test_wilcoxon_and_holm(built):
     truth, table = built["truth"], _read(built, "statistics.csv")
     for recipe in ("paper", "nnunet"):
         family = table[table["recipe"] == recipe]
-        keys = [v.key for v in VARIANTS] if recipe == "paper" else ["baseline", "full"]
+        keys = [v.key for v in ABLATION_VARIANTS] if recipe == "paper" else ["baseline", "full"]
         # every variant against the baseline, Swish against ReLU, and every variant against nnU-Net's default
         # run (nnUNetTrainer, nnUNetPlans: there is no reference variant of either recipe here)
         pairs = [(k, "baseline") for k in keys[1:]] + ([("swish", "full")] if recipe == "paper" else []) + \

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from analysis.tables import compile_tables, main
-from nnunetv2_druwas.variants import VARIANTS
+from nnunetv2_druwas.variants import ABLATION_VARIANTS
 from test_analysis import _markdown_rows, _pdflatex
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,8 +51,8 @@ def test_table5_from_the_benchmark(counted, tmp_path, no_results):
     compile_tables(None, out, complexity=counted, plots=False, n_resamples=99, echo=False)
     source = pd.read_csv(counted)
     table = pd.read_csv(out / "table5.csv")
-    assert table["model"].tolist() == source["model"].tolist() == [v.key for v in VARIANTS] + list(NNUNET_LABELS)
-    labels = {**{v.key: v.label for v in VARIANTS}, **NNUNET_LABELS}
+    assert table["model"].tolist() == source["model"].tolist() == [v.key for v in ABLATION_VARIANTS] + list(NNUNET_LABELS)
+    labels = {**{v.key: v.label for v in ABLATION_VARIANTS}, **NNUNET_LABELS}
     assert table["label"].tolist() == [labels[m] for m in table["model"]]
     pd.testing.assert_frame_equal(table.drop(columns="label"), source, check_dtype=False)
     rows = {cells[1]: cells for cells in _markdown_rows((out / "table5.md").read_text())}

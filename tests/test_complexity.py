@@ -13,7 +13,7 @@ from torch import nn
 
 from nnunetv2_druwas.benchmarks import complexity
 from nnunetv2_druwas.network import DRUwASUNet
-from nnunetv2_druwas.variants import VARIANTS, variant_by_key
+from nnunetv2_druwas.variants import ABLATION_VARIANTS, variant_by_key
 
 IN_CHANNELS, NUM_CLASSES = 4, 3
 
@@ -49,7 +49,7 @@ def assert_same(a: tuple, b: tuple) -> None:
 
 # --- the memory switch ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.key)
+@pytest.mark.parametrize("variant", ABLATION_VARIANTS, ids=lambda v: v.key)
 def test_checkpointing_keeps_outputs_gradients_and_state_dict(variant):
     x = torch.randn(2, IN_CHANNELS, 8, 8, 8, generator=torch.Generator().manual_seed(1))
     plain, switched = tiny_net(variant.network_kwargs), tiny_net(variant.network_kwargs, checkpointing=True)
@@ -73,7 +73,7 @@ def test_checkpointing_keeps_outputs_gradients_and_state_dict(variant):
         torch.testing.assert_close(switched.eval()(x), fresh.eval()(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.key)
+@pytest.mark.parametrize("variant", ABLATION_VARIANTS, ids=lambda v: v.key)
 def test_checkpointing_saves_fewer_bytes_for_the_backward_pass(variant):
     x = torch.randn(2, IN_CHANNELS, 16, 16, 16)
     net = tiny_net(variant.network_kwargs).train()
@@ -202,12 +202,12 @@ def test_table_rows_and_columns_without_timing(planned, tmp_path, monkeypatch):
     monkeypatch.setattr(complexity, "brats_plans", lambda: planned)  # planned once per module
     assert complexity.main(["--no-timing", "--out", str(tmp_path)]) == 0
     frame = pd.read_csv(tmp_path / "complexity.csv")
-    assert list(frame["model"]) == [v.key for v in VARIANTS] + ["nnunet_default", "nnunet_resenc_m"]
+    assert list(frame["model"]) == [v.key for v in ABLATION_VARIANTS] + ["nnunet_default", "nnunet_resenc_m"]
     assert list(frame.columns) == ["model", "network", "plans", "plan_patch_size", "plan_batch_size", "parameters",
                                    "gflops_forward_128", "saved_for_backward_mib_128_b2",
                                    "saved_for_backward_mib_128_b2_checkpointing", "protocol"]
     rows = frame.set_index("model")
-    assert list(rows["network"]) == ["DRUwASUNet"] * len(VARIANTS) + ["PlainConvUNet", "ResidualEncoderUNet"]
+    assert list(rows["network"]) == ["DRUwASUNet"] * len(ABLATION_VARIANTS) + ["PlainConvUNet", "ResidualEncoderUNet"]
     assert set(rows["plan_patch_size"]) == {"128x128x128"}
     assert rows["protocol"].nunique() == 1 and "--no-timing" in rows.at["full", "protocol"]
     # the parameters of nnU-Net's network, counted here from its layers: 6 stages of two 3x3x3
@@ -223,7 +223,7 @@ def test_table_rows_and_columns_without_timing(planned, tmp_path, monkeypatch):
     assert rows.at["swish", "gflops_forward_128"] == rows.at["full", "gflops_forward_128"]
     assert rows.at["nnunet_resenc_m", "gflops_forward_128"] > rows.at["nnunet_default", "gflops_forward_128"] > \
         10 * rows.at["full", "gflops_forward_128"]
-    druwas = rows.loc[[v.key for v in VARIANTS]]
+    druwas = rows.loc[[v.key for v in ABLATION_VARIANTS]]
     assert (druwas["saved_for_backward_mib_128_b2_checkpointing"] < druwas["saved_for_backward_mib_128_b2"] / 5).all()
     assert rows.loc[["nnunet_default", "nnunet_resenc_m"], "saved_for_backward_mib_128_b2_checkpointing"].isna().all()
     # SiLU keeps its input for the backward pass where ReLU keeps only its output (shared with the next op)

@@ -190,17 +190,17 @@ def brats_plans() -> tuple[dict[str, dict], dict]:
 
 def model_names() -> list[str]:
     """The table's rows in order: the variant keys, then :data:`NNUNET_MODELS`."""
-    from nnunetv2_druwas.variants import VARIANTS
+    from nnunetv2_druwas.variants import ABLATION_VARIANTS
 
-    return [v.key for v in VARIANTS] + list(NNUNET_MODELS)
+    return [v.key for v in ABLATION_VARIANTS] + list(NNUNET_MODELS)
 
 
 def table_models(plans: dict[str, dict], dataset_json: dict) -> list[Model]:
     """The rows: every variant (built from the default plan), then nnU-Net's networks."""
-    from nnunetv2_druwas.variants import VARIANTS
+    from nnunetv2_druwas.variants import ABLATION_VARIANTS
 
     default = plans[NNUNET_MODELS[REFERENCE]]
-    models = [Model(v.key, default, dataset_json, v) for v in VARIANTS]
+    models = [Model(v.key, default, dataset_json, v) for v in ABLATION_VARIANTS]
     return models + [Model(name, plans[planner], dataset_json) for name, planner in NNUNET_MODELS.items()]
 
 
