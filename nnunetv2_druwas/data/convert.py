@@ -271,8 +271,8 @@ def _scan_sources(src: Path, release: Release, validation: str | Path | None, te
             raise DruwasError(f"--validation does not apply to the Decathlon: its test images are "
                               f"{src / DECATHLON_FOLDERS[2]} and are converted with the task")
         _check_decathlon_json(src / "dataset.json", release)
-        test = src / DECATHLON_FOLDERS[2]
-        validation = test if test.is_dir() and any(test.iterdir()) else None
+        images_ts = src / DECATHLON_FOLDERS[2]
+        validation = images_ts if images_ts.is_dir() and any(images_ts.iterdir()) else None
     cases, problems = scan_release(src, release, training=True)
     validation_cases: list[ReleaseCase] = []
     if validation is not None:
