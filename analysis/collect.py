@@ -74,6 +74,9 @@ _FOLD_DIR = re.compile(r"^fold_(\d+)$")
 #: missing prediction); anything else is an error naming the file and line.
 METRIC_RANGES = {"dice": (0.0, 1.0), "sensitivity": (0.0, 1.0), "specificity": (0.0, 1.0),
                  "hd95": (0.0, float("inf"))}
+#: how far past a range's ends a value may lie: the authors' Dice adds 1e-9 to its numerator, so their
+#: perfect case scores 1 + 1e-9 / (|A| + |B|) (README, Protocols).
+RANGE_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -186,7 +189,7 @@ def read_metrics(path: Path, protocol: str | None = None) -> pd.DataFrame:
     for column, (low, high) in METRIC_RANGES.items():
         values = pd.to_numeric(frame[column], errors="coerce")
         text = values.isna() & frame[column].notna()
-        outside = ~values.between(low, high) & values.notna()
+        outside = ~values.between(low - RANGE_TOLERANCE, high + RANGE_TOLERANCE) & values.notna()
         for bad, what in ((text, "is not a number"), (outside, f"is outside [{low}, {high}]")):
             if bad.any():
                 row = int(bad.to_numpy().argmax())

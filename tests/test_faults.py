@@ -445,6 +445,16 @@ def test_metrics_outside_their_range_are_an_error_naming_file_and_line(tmp_path,
     assert str(info.value).startswith(f"{path}: line 6 (case B, region TC): {column} {value} {wanted}")
 
 
+def test_the_authors_perfect_dice_just_above_one_is_accepted(tmp_path):
+    """The authors' Dice, (2|A∩B| + 1e-9) / (|A| + |B|), is 1 + 1e-9 / (|A| + |B|) for a perfect case."""
+    path = write_fold_metrics(tmp_path)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[4, "dice"] = repr((2 * 57 + 1e-9) / (57 + 57))
+    frame.to_csv(path, index=False)
+    per_case = collect(tmp_path, {500: 2020}).per_case
+    assert per_case.loc[(per_case["case"] == "B") & (per_case["region"] == "TC"), "dice"].item() > 1.0
+
+
 def test_bad_metrics_through_the_tables_command_leave_no_tables(tmp_path):
     path = write_fold_metrics(tmp_path / "results")
     path.write_text(path.read_text().replace("0.8,", "7.5,", 1))
