@@ -266,11 +266,12 @@ def _test(trainer: str, raw_dataset: Path, test_results: Path, environ: dict[str
 
     The predictions go to ``predictions.partial`` first and are renamed once every case is there, so a
     killed prediction is redone; each metrics file is written atomically by ``evaluate``."""
+    from nnunetv2_druwas.data.convert import TEST_IMAGES, TEST_LABELS
     from nnunetv2_druwas.evaluation.evaluate import evaluate_folder
     from nnunetv2_druwas.evaluation.protocols import metrics_file_name
 
     fold_dir = test_results / f"{trainer}__{PLANS}__{CONFIGURATION}" / f"fold_{FOLD}"
-    predictions, labels = fold_dir / "predictions", raw_dataset / "labelsTs_test"
+    predictions, labels = fold_dir / "predictions", raw_dataset / TEST_LABELS
     scored = [fold_dir / metrics_file_name(protocol) for protocol in TEST_PROTOCOLS]
     if predictions.is_dir() and all(path.is_file() for path in scored):
         steps.skip(f"test set: nnUNetv2_predict -tr {trainer} and evaluate")
@@ -281,7 +282,7 @@ def _test(trainer: str, raw_dataset: Path, test_results: Path, environ: dict[str
         partial = fold_dir / "predictions.partial"
         if partial.exists():   # the demo's own folder: what a killed prediction left goes
             shutil.rmtree(partial)
-        steps.run([_tool("nnUNetv2_predict"), "-i", str(raw_dataset / "imagesTs_test"), "-o", str(partial),
+        steps.run([_tool("nnUNetv2_predict"), "-i", str(raw_dataset / TEST_IMAGES), "-o", str(partial),
                    "-d", str(DATASET_ID), "-c", CONFIGURATION, "-f", str(FOLD), "-tr", trainer, "-p", PLANS,
                    "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"],
                   environ, f"predict_{trainer}")
