@@ -34,7 +34,7 @@ end); the user's ``nnUNet_*`` folders are never read or written. The steps:
 Measured per step: wall time; peak memory of the step's process tree, sampled every
 :data:`SAMPLE_INTERVAL` s from ``/proc`` (summed RSS, and summed PSS, which counts pages shared
 between processes once: the memory the step needs), and the largest peak RSS of any one process
-(the kernel's ``ru_maxrss`` from ``wait4``, what ``/usr/bin/time -v`` reports). Training: seconds
+(the kernel's ``VmHWM``, its peak since exec, sampled with the tree). Training: seconds
 per iteration from nnU-Net's log (the epoch time over the training iterations; the epoch also holds
 its validation iteration, forward only, and nnU-Net's end-of-epoch bookkeeping) and the final
 validation's seconds (log timestamps). Inference: the command's wall time for its one case.
@@ -103,8 +103,12 @@ def _process_tree(root: int) -> list[int]:
     return tree
 
 
-def _resident(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of one process in bytes; (0, 0) once it has ended."""
+def _resident(pid: int) -> tuple[int, int, int]:
+    """(RSS, PSS, peak RSS) of one process in bytes; zeros once it has ended.
+
+    The peak is the kernel's high-water mark of the process's memory since its last exec (``VmHWM``);
+    not ``wait4``'s ``ru_maxrss``, which also counts the parent's pages a child held between fork and exec.
+    """
     try:
         rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         pss = rss
@@ -112,13 +116,19 @@ def _resident(pid: int) -> tuple[int, int]:
             if line.startswith("Pss:"):
                 pss = int(line.split()[1]) * 1024
                 break
+        hwm = rss
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
+                break
     except (OSError, ValueError, IndexError):
-        return 0, 0
-    return rss, pss
+        return 0, 0, 0
+    return rss, pss, hwm
 
 
 class TreePeak:
-    """The peak summed RSS and PSS of a process and its descendants, sampled in a thread.
+    """The peak summed RSS and PSS of a process and its descendants, and the largest peak RSS of any
+    one of them, sampled in a thread.
 
     Args:
         pid: the root process.
@@ -127,15 +137,16 @@ class TreePeak:
 
     def __init__(self, pid: int, interval: float = SAMPLE_INTERVAL):
         self.pid, self.interval = pid, interval
-        self.rss = self.pss = 0
+        self.rss = self.pss = self.process_rss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while True:
             sizes = [_resident(pid) for pid in _process_tree(self.pid)]
-            self.rss = max(self.rss, sum(rss for rss, _ in sizes))
-            self.pss = max(self.pss, sum(pss for _, pss in sizes))
+            self.rss = max(self.rss, sum(rss for rss, _, _ in sizes))
+            self.pss = max(self.pss, sum(pss for _, pss, _ in sizes))
+            self.process_rss = max([self.process_rss] + [hwm for _, _, hwm in sizes])
             if self._stop.wait(self.interval):
                 return
 
@@ -159,7 +170,7 @@ def measure(command: Sequence[str], environ: dict[str, str], log: Path, interval
 
     Returns:
         ``wall_s``, ``peak_tree_pss_mib``, ``peak_tree_rss_mib`` (the process tree's sums, sampled)
-        and ``peak_process_rss_mib`` (the largest peak RSS of any one of its processes, from the kernel).
+        and ``peak_process_rss_mib`` (the largest peak RSS of any one of its processes, the kernel's ``VmHWM``, sampled).
 
     Raises:
         DruwasError: the command failed (naming its log and quoting its end).
@@ -171,7 +182,7 @@ def measure(command: Sequence[str], environ: dict[str, str], log: Path, interval
         except FileNotFoundError:
             raise DruwasError(f"{command[0]} is not installed: run this in the environment of nnunetv2") from None
         with TreePeak(process.pid, interval) as peak:
-            _, status, usage = os.wait4(process.pid, 0)
+            _, status, _ = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
@@ -179,7 +190,7 @@ def measure(command: Sequence[str], environ: dict[str, str], log: Path, interval
         raise DruwasError(f"`{shlex.join(command)}` failed with exit code {process.returncode}; its log is {log}. "
                           f"Last lines:\n{tail}")
     return {"wall_s": wall, "peak_tree_pss_mib": peak.pss / MIB, "peak_tree_rss_mib": peak.rss / MIB,
-            "peak_process_rss_mib": usage.ru_maxrss * 1024 / MIB}
+            "peak_process_rss_mib": peak.process_rss / MIB}
 
 
 # --------------------------------------------------------------------------- reading nnU-Net's outputs
@@ -399,7 +410,7 @@ class Benchmark:
                 f"end of the epoch to the end of the log (mirrored sliding window of the validation case, BraTS "
                 f"evaluation). Inference: nnUNetv2_predict of 1 held-out case, step 0.5, Gaussian, wall time of the "
                 f"command. Memory: peak of the step's process tree, summed PSS and RSS sampled every "
-                f"{SAMPLE_INTERVAL} s from /proc; largest single process: ru_maxrss (wait4). One run per step, "
+                f"{SAMPLE_INTERVAL} s from /proc; largest single process: VmHWM from /proc. One run per step, "
                 f"no repeats.")
 
 
