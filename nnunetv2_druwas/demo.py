@@ -31,13 +31,14 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from nnunetv2_druwas import env
 from nnunetv2_druwas.errors import DruwasError
 from nnunetv2_druwas.files import write_text
 from nnunetv2_druwas.folds import fold_state, resume_arguments
+from nnunetv2_druwas.variants import VARIANTS
 
 MARKER = ".druwas_demo"
 #: written into the preprocessed dataset folder once ``nnUNetv2_plan_and_preprocess`` has succeeded.
@@ -70,6 +71,8 @@ class DemoSettings:
             larger step to show a real signal (measured: whole-tumor pseudo Dice 0.91 after 48
             iterations at 5e-3, 0.05 at 5e-4).
         seed: seed of the synthetic data and of every training (``DRUWAS_SEED``).
+        variants: keys of the variants to train (default: every Table 4 variant and the reference
+            network); a continuation needs the variant it continues (``swish`` needs ``full``).
     """
     cases: int = 15
     test_cases: int = 20
@@ -78,6 +81,23 @@ class DemoSettings:
     iters: int = 10
     lr: float = 5e-3
     seed: int = 0
+    variants: tuple[str, ...] = tuple(v.key for v in VARIANTS)
+
+    def selected(self) -> tuple:
+        """The :class:`~nnunetv2_druwas.variants.Variant` objects of ``variants``, in the table's order.
+
+        Raises:
+            DruwasError: an unknown key, or a continuation without the variant it continues.
+        """
+        keys = [v.key for v in VARIANTS]
+        unknown = sorted(set(self.variants) - set(keys))
+        if unknown:
+            raise DruwasError(f"--variants: unknown {', '.join(unknown)}; choose from {' '.join(keys)}")
+        chosen = tuple(v for v in VARIANTS if v.key in self.variants)
+        for v in chosen:
+            if v.continues and v.continues not in self.variants:
+                raise DruwasError(f"--variants: {v.key} continues the run of {v.continues}; add {v.continues}")
+        return chosen
 
 
 def demo_environment(workdir: Path, settings: DemoSettings) -> dict[str, str]:
@@ -109,7 +129,8 @@ def prepare_workdir(workdir: Path, fresh: bool, settings: DemoSettings) -> None:
     if marker.exists() and not fresh:
         try:
             previous = json.loads(marker.read_text())["settings"]
-        except (ValueError, KeyError):
+            previous.setdefault("variants", list(DemoSettings().variants))   # made before --variants: all
+        except (ValueError, KeyError, AttributeError):
             previous = None
         if previous != wanted:
             raise DruwasError(f"{workdir} holds a demo run with other settings ({previous}); resume it with "
@@ -158,20 +179,20 @@ def run_demo(workdir: str | Path = "druwas_demo", fresh: bool = False,
         fresh: delete a previous demo folder first instead of resuming it.
         settings: data size, training length and seed (see :class:`DemoSettings`).
     """
-    from nnunetv2_druwas.variants import VARIANTS
-
+    variants = settings.selected()
+    settings = replace(settings, variants=tuple(v.key for v in variants))   # the table's order, as recorded
     workdir = Path(workdir).resolve()
     prepare_workdir(workdir, fresh, settings)
     environ = demo_environment(workdir, settings)
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         Path(environ[name]).mkdir(parents=True, exist_ok=True)
-    steps = _Steps(total=5 + 2 * len(VARIANTS), logs=workdir / "logs")
+    steps = _Steps(total=5 + 2 * len(variants), logs=workdir / "logs")
     raw_dataset = _prepare_data(workdir, settings, environ, steps)
     results = Path(environ["nnUNet_results"])
-    for variant in VARIANTS:  # the table lists the Swish continuation after the ReLU run it starts from
+    for variant in variants:  # the table lists the Swish continuation after the ReLU run it starts from
         _train(variant.trainer, results, settings, environ, steps)
     test_results = workdir / TEST_SET
-    for variant in VARIANTS:
+    for variant in variants:
         _test(variant.trainer, raw_dataset, test_results / raw_dataset.name, environ, steps)
 
     tables = workdir / "tables"
@@ -324,7 +345,6 @@ def statistics_summary(tables: Path) -> str:
 
     from analysis.display import short_label
     from nnunetv2_druwas.data.brats import REGIONS
-    from nnunetv2_druwas.variants import VARIANTS
 
     tests = pd.read_csv(tables / "statistics.csv")
     tests = tests[(tests["family"] == "variants") & (tests["metric"] == "dice")]
@@ -368,10 +388,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr,
                         help=f"initial learning rate of every variant (default {d.lr:g}; see README)")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of the synthetic data and of every training (default {d.seed})")
+    parser.add_argument("--variants", nargs="+", default=list(d.variants), metavar="KEY",
+                        help=f"variants to train, of {' '.join(d.variants)} (default: all; swish needs full)")
 
 
 def run(args) -> int:
     settings = DemoSettings(cases=args.cases, test_cases=args.test_cases, shape=tuple(args.shape),
-                            epochs=args.epochs, iters=args.iters, lr=args.lr, seed=args.seed)
+                            epochs=args.epochs, iters=args.iters, lr=args.lr, seed=args.seed,
+                            variants=tuple(args.variants))
     run_demo(args.workdir, fresh=args.fresh, settings=settings)
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -156,14 +157,33 @@ def write_tiny_raw_dataset(raw: Path, dataset_id: int = TINY_ID, n_cases: int = 
 def tiny_preprocessed(tmp_path_factory) -> dict[str, str]:
     """A tiny dataset (id 990), planned and preprocessed by nnU-Net for real (2d and 3d_fullres).
 
-    Returns the environment to run nnU-Net commands with. Tests that train should point
-    ``nnUNet_results`` at their own folder (see :func:`results_env`).
+    Built once per test session: under pytest-xdist (the README's ``-n 2``) the workers share one copy,
+    the first to arrive builds it under a file lock. Returns the environment to run nnU-Net commands
+    with. Tests that train should point ``nnUNet_results`` at their own folder (see
+    :func:`results_env`); tests that change the dataset copy it first.
     """
-    root = tmp_path_factory.mktemp("tiny")
-    env = nnunet_environment(root)
-    write_tiny_raw_dataset(Path(env["nnUNet_raw"]))
-    run_command(["nnUNetv2_plan_and_preprocess", "-d", str(TINY_ID), "-c", "2d", "3d_fullres",
-                 "-np", "2", "2", "-npfp", "2", "--verify_dataset_integrity"], env)
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent    # the session's folder, above every worker's own
+    root = shared / "tiny_shared"
+    with FileLock(str(shared / "tiny_shared.lock")):
+        env = nnunet_environment(root)
+        if not (root / "done").exists():
+            for name in ("nnUNet_raw", "nnUNet_preprocessed"):   # what a failed build left
+                shutil.rmtree(root / name)
+                (root / name).mkdir()
+            write_tiny_raw_dataset(Path(env["nnUNet_raw"]))
+            run_command(["nnUNetv2_plan_and_preprocess", "-d", str(TINY_ID), "-c", "2d", "3d_fullres",
+                         "-np", "2", "2", "-npfp", "2", "--verify_dataset_integrity"], env)
+            # nnU-Net's own split (what its first training would write), written now: trainings in two
+            # workers must not both write it at once
+            from nnunetv2.utilities.crossval_split import generate_crossval_split
+            cases = sorted(f"TINY_{i:03d}" for i in range(6))
+            (Path(env["nnUNet_preprocessed"]) / f"Dataset{TINY_ID:03d}_Tiny" / "splits_final.json").write_text(
+                json.dumps(generate_crossval_split(cases, seed=12345, n_splits=5)))
+            (root / "done").write_text("")
     return env
 
 

@@ -26,11 +26,11 @@ def _demo(workdir: Path, env: dict[str, str], *extra: str) -> subprocess.Complet
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
 
 
-def _test_set_outputs(workdir: Path) -> dict[str, str]:
-    """Every metrics file of the test set and every table the demo printed from it, by relative path."""
-    files = sorted((workdir / "test_set").rglob("*_metrics*.csv")) + \
-        [workdir / "tables" / name for name in ("table4.csv", "per_case.csv", "statistics.csv", "protocols.csv")]
-    return {str(p.relative_to(workdir)): p.read_text() for p in files}
+def _test_set_outputs(workdir: Path, trainers) -> dict[str, str]:
+    """Every test-set metrics file of ``trainers``, by relative path."""
+    return {str(p.relative_to(workdir)): p.read_text()
+            for trainer in trainers
+            for p in sorted((workdir / "test_set").glob(f"*/{trainer}__*/fold_0/*_metrics*.csv"))}
 
 
 def test_demo_end_to_end_test_set_reproducible_and_resumed(tmp_path):
@@ -92,18 +92,43 @@ def test_demo_end_to_end_test_set_reproducible_and_resumed(tmp_path):
     assert second.returncode == 0, second.stderr[-4000:]
     assert second.stdout.count("already done, skipped") == 4 + 2 * len(VARIANTS)
 
-    # The same command in another folder gives the same test-set metrics and tables, value for value.
+    # The same command in another folder gives the same test-set metrics and Table 4 rows, value for value
+    # (a subset of the variants, to keep the test short: the plain network, the full model and its Swish
+    # continuation, the run most likely to drift).
     again = tmp_path / "again"
-    third = _demo(again, env)
+    repeated = [v for v in VARIANTS if v.key in ("baseline", "full", "swish")]
+    third = _demo(again, env, "--variants", *(v.key for v in reversed(repeated)))   # any order
     assert third.returncode == 0, third.stdout[-4000:] + third.stderr[-4000:]
-    expected = _test_set_outputs(workdir)
-    assert len(expected) == 3 * len(VARIANTS) * 2 + 4
-    assert _test_set_outputs(again) == {k: v.replace(str(workdir), str(again)) for k, v in expected.items()}
+    trainers = [v.trainer for v in repeated]
+    expected = _test_set_outputs(workdir, trainers)
+    assert len(expected) == 2 * 3 * len(repeated)     # metrics and summary of three protocols
+    assert _test_set_outputs(again, trainers) == {k: v.replace(str(workdir), str(again)) for k, v in expected.items()}
+    rows = pd.read_csv(again / "tables" / "table4.csv").query("source == 'measured'").set_index("trainer")
+    assert sorted(rows.index) == sorted(trainers)
+    pd.testing.assert_frame_equal(rows, table4.query("source == 'measured'").set_index("trainer").loc[rows.index],
+                                  check_dtype=False)   # table4_row: int here, float there (the reference row has none)
+    marker = json.loads((again / ".druwas_demo").read_text())["settings"]
+    assert marker["variants"] == [v.key for v in repeated]       # recorded in the table's order
 
     # Other settings on the same folder are refused, not mixed in.
     other = subprocess.run([sys.executable, "-m", "nnunetv2_druwas.cli", "demo", "--workdir", str(workdir),
                             "--epochs", "3"], env=env, capture_output=True, text=True)
     assert other.returncode == 2 and "--fresh" in other.stderr and "Traceback" not in other.stderr
+
+
+@pytest.mark.parametrize("keys, message", [
+    (["swish"], "swish continues the run of full; add full"),
+    (["full", "resnet"], "unknown resnet; choose from baseline sa ag saag res full swish nnunet"),
+])
+def test_variants_are_checked_before_anything_is_written(tmp_path, keys, message):
+    proc = subprocess.run([sys.executable, "-m", "nnunetv2_druwas.cli", "demo", "--workdir", str(tmp_path / "demo"),
+                           "--variants", *keys], capture_output=True, text=True)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def test_the_default_demo_trains_every_variant_and_the_reference():
+    assert DemoSettings().selected() == VARIANTS
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
