@@ -26,7 +26,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "filelock", "medpy", "monai", "hypothesis"],
+        "test": ["pytest", "pytest-xdist>=3.8", "filelock", "medpy", "monai", "hypothesis"],
     },
     entry_points={"console_scripts": ["nnunetv2_druwas = nnunetv2_druwas.cli:main"]},
 )
