@@ -174,14 +174,14 @@ def tiny_preprocessed(tmp_path_factory) -> dict[str, str]:
             for name in ("nnUNet_raw", "nnUNet_preprocessed"):   # what a failed build left
                 shutil.rmtree(root / name)
                 (root / name).mkdir()
-            write_tiny_raw_dataset(Path(env["nnUNet_raw"]))
+            raw = write_tiny_raw_dataset(Path(env["nnUNet_raw"]))
             run_command(["nnUNetv2_plan_and_preprocess", "-d", str(TINY_ID), "-c", "2d", "3d_fullres",
                          "-np", "2", "2", "-npfp", "2", "--verify_dataset_integrity"], env)
             # nnU-Net's own split (what its first training would write), written now: trainings in two
             # workers must not both write it at once
             from nnunetv2.utilities.crossval_split import generate_crossval_split
-            cases = sorted(f"TINY_{i:03d}" for i in range(6))
-            (Path(env["nnUNet_preprocessed"]) / f"Dataset{TINY_ID:03d}_Tiny" / "splits_final.json").write_text(
+            cases = sorted(p.name.removesuffix(".nii.gz") for p in (raw / "labelsTr").iterdir())
+            (Path(env["nnUNet_preprocessed"]) / raw.name / "splits_final.json").write_text(
                 json.dumps(generate_crossval_split(cases, seed=12345, n_splits=5)))
             (root / "done").write_text("")
     return env
